@@ -1,0 +1,18 @@
+"""Tracker classes behind one interface (:class:`trackers.base.Tracker`) and their registry."""
+
+from trackers.base import Tracker
+
+TRACKERS: dict[str, type[Tracker]] = {}
+
+
+def register(cls: type[Tracker]) -> type[Tracker]:
+    """Class decorator adding a tracker to :data:`TRACKERS` under ``cls.name``."""
+    TRACKERS[cls.name] = cls
+    return cls
+
+
+def make_tracker(name: str, config=None, **overrides) -> Tracker:
+    """Instantiate the registered tracker ``name`` from a config dict or YAML path."""
+    if name not in TRACKERS:
+        raise KeyError(f"unknown tracker {name!r}; registered: {', '.join(sorted(TRACKERS))}")
+    return TRACKERS[name].from_config(config, **overrides)
