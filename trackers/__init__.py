@@ -16,3 +16,6 @@ def make_tracker(name: str, config=None, **overrides) -> Tracker:
     if name not in TRACKERS:
         raise KeyError(f"unknown tracker {name!r}; registered: {', '.join(sorted(TRACKERS))}")
     return TRACKERS[name].from_config(config, **overrides)
+
+
+from trackers.kalman import KalmanTracker  # noqa: E402  (registers itself)

@@ -1,0 +1,117 @@
+"""Scoring with TrackEval, the official MOTChallenge evaluator (HOTA, CLEAR MOT, IDF1).
+
+TrackEval wants ``TRACKERS/<tracker>/data/<seq>.txt`` next to ``GT/<seq>/gt/gt.txt``; :func:`evaluate` builds
+that layout from links in a temporary folder, so result files and ground truth stay where they are.
+``benchmark`` selects TrackEval's preprocessing: ``MOT15`` scores every ground-truth box, ``MOT16/17/20``
+remove distractor classes and the detections matched to them, and ignore zero-marked boxes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import trackeval
+
+from mixdvae.mot import read_seqinfo
+
+BENCHMARKS = ("MOT15", "MOT16", "MOT17", "MOT20")
+METRICS = ("HOTA", "DetA", "AssA", "MOTA", "MOTP", "IDF1", "IDSW", "FP", "FN")
+COMBINED = "COMBINED"
+
+
+def evaluate(
+    data_root: str | os.PathLike,
+    results: dict[str, str | os.PathLike],
+    benchmark: str = "MOT17",
+) -> dict[str, dict[str, float]]:
+    """Score result files against the ground truth of sequences in ``data_root``.
+
+    Args:
+        data_root: folder of sequence folders, each with ``seqinfo.ini`` and ``gt/gt.txt``.
+        results: sequence name -> MOTChallenge result file.
+        benchmark: ``MOT15``, ``MOT16``, ``MOT17`` or ``MOT20`` (TrackEval's preprocessing).
+
+    Returns:
+        ``{sequence: {metric: value}}`` for every sequence plus ``"COMBINED"``; HOTA, DetA, AssA, MOTA, MOTP
+        and IDF1 in percent, IDSW, FP and FN as counts.
+    """
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {benchmark!r}")
+    data_root = Path(data_root).resolve()
+    seq_info = {}
+    for seq, path in results.items():
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"result file for {seq} not found: {path}")
+        if not (data_root / seq / "gt" / "gt.txt").is_file():
+            raise FileNotFoundError(f"{data_root / seq / 'gt' / 'gt.txt'} not found: {seq} has no ground truth")
+        seq_info[seq] = read_seqinfo(data_root / seq / "seqinfo.ini").seq_length
+    with tempfile.TemporaryDirectory(prefix="mixdvae_eval_") as tmp:
+        data_dir = Path(tmp) / "tracker" / "data"
+        data_dir.mkdir(parents=True)
+        for seq, path in results.items():
+            (data_dir / f"{seq}.txt").symlink_to(Path(path).resolve())
+        raw = _run_trackeval(data_root, Path(tmp), seq_info, benchmark)
+    return {(COMBINED if seq == "COMBINED_SEQ" else seq): _summarise(res["pedestrian"]) for seq, res in raw.items()}
+
+
+def _run_trackeval(gt_root: Path, trackers_root: Path, seq_info: dict[str, int], benchmark: str) -> dict:
+    eval_config = {
+        "USE_PARALLEL": False,
+        "PRINT_RESULTS": False,
+        "PRINT_CONFIG": False,
+        "TIME_PROGRESS": False,
+        "OUTPUT_SUMMARY": False,
+        "OUTPUT_DETAILED": False,
+        "PLOT_CURVES": False,
+        "LOG_ON_ERROR": None,
+    }
+    dataset_config = {
+        "GT_FOLDER": str(gt_root),
+        "TRACKERS_FOLDER": str(trackers_root),
+        "OUTPUT_FOLDER": str(trackers_root / "out"),
+        "TRACKERS_TO_EVAL": ["tracker"],
+        "BENCHMARK": benchmark,
+        "SPLIT_TO_EVAL": "train",
+        "SKIP_SPLIT_FOL": True,
+        "SEQ_INFO": seq_info,
+        "PRINT_CONFIG": False,
+    }
+    evaluator = trackeval.Evaluator(eval_config)
+    with contextlib.redirect_stdout(io.StringIO()):  # TrackEval prints its configs and progress
+        quiet = {"PRINT_CONFIG": False}
+        metrics = [trackeval.metrics.HOTA(), trackeval.metrics.CLEAR(quiet), trackeval.metrics.Identity(quiet)]
+        output, messages = evaluator.evaluate([trackeval.datasets.MotChallenge2DBox(dataset_config)], metrics)
+    message = messages["MotChallenge2DBox"]["tracker"]
+    if message != "Success":
+        raise RuntimeError(f"TrackEval failed: {message}")
+    return output["MotChallenge2DBox"]["tracker"]
+
+
+def _summarise(res: dict) -> dict[str, float]:
+    hota, clear, identity = res["HOTA"], res["CLEAR"], res["Identity"]
+    return {
+        "HOTA": 100 * float(np.mean(hota["HOTA"])),
+        "DetA": 100 * float(np.mean(hota["DetA"])),
+        "AssA": 100 * float(np.mean(hota["AssA"])),
+        "MOTA": 100 * float(clear["MOTA"]),
+        "MOTP": 100 * float(clear["MOTP"]),
+        "IDF1": 100 * float(identity["IDF1"]),
+        "IDSW": int(clear["IDSW"]),
+        "FP": int(clear["CLR_FP"]),
+        "FN": int(clear["CLR_FN"]),
+    }
+
+
+def format_table(scores: dict[str, dict[str, float]], first_column: str = "sequence") -> str:
+    """A fixed-width text table of :func:`evaluate`'s output (one row per sequence, COMBINED last)."""
+    header = f"{first_column:<24}" + "".join(f"{m:>8}" for m in METRICS)
+    lines = [header, "-" * len(header)]
+    for name, row in scores.items():
+        cells = "".join(f"{row[m]:>8d}" if isinstance(row[m], int) else f"{row[m]:>8.1f}" for m in METRICS)
+        lines.append(f"{name:<24}{cells}")
+    return "\n".join(lines)
