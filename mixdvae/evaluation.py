@@ -17,6 +17,11 @@ from pathlib import Path
 import numpy as np
 import trackeval
 
+if not hasattr(np, "asfarray"):  # motmetrics 1.4.0 still calls np.asfarray, removed in numpy 2
+    np.asfarray = lambda a, dtype=float: np.asarray(a, dtype=dtype)
+
+import motmetrics  # noqa: E402  (needs the shim above)
+
 from mixdvae.mot import read_seqinfo
 
 BENCHMARKS = ("MOT15", "MOT16", "MOT17", "MOT20")
@@ -115,3 +120,48 @@ def format_table(scores: dict[str, dict[str, float]], first_column: str = "seque
         cells = "".join(f"{row[m]:>8d}" if isinstance(row[m], int) else f"{row[m]:>8.1f}" for m in METRICS)
         lines.append(f"{name:<24}{cells}")
     return "\n".join(lines)
+
+
+def guess_benchmark(sequence_name: str) -> str:
+    """TrackEval preprocessing for a sequence name: MOT16/17/20 by prefix, MOT17 for the synthetic benchmark
+    (which writes MOT17-style classes and visibility), MOT15 otherwise."""
+    for prefix in ("MOT16", "MOT17", "MOT20"):
+        if sequence_name.startswith(prefix):
+            return prefix
+    return "MOT17" if sequence_name.startswith("SYNTH") else "MOT15"
+
+
+def motmetrics_scores(sequences: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """CLEAR MOT and identity metrics with motmetrics, over all sequences together.
+
+    Args:
+        sequences: name -> ``(gt, results)``, each an (R, >=6) array ``frame, id, x, y, w, h, ...``; gt rows
+            whose 7th column is 0 (zero-marked, as TrackEval drops them) are ignored.
+
+    Returns:
+        MOTA, MOTP (as 100 * mean IoU of matches), IDF1 in percent; IDSW, FP, FN, MT, ML as counts.
+    """
+    accumulators = []
+    for gt, results in sequences.values():
+        gt = gt[gt[:, 6] != 0]
+        acc = motmetrics.MOTAccumulator(auto_id=False)
+        for frame in np.union1d(gt[:, 0], results[:, 0]).astype(int):
+            g, r = gt[gt[:, 0] == frame], results[results[:, 0] == frame]
+            distances = motmetrics.distances.iou_matrix(g[:, 2:6], r[:, 2:6], max_iou=0.5)
+            acc.update(g[:, 1].astype(int), r[:, 1].astype(int), distances, frameid=frame)
+        accumulators.append(acc)
+    wanted = ["mota", "motp", "idf1", "num_switches", "num_false_positives", "num_misses",
+              "mostly_tracked", "mostly_lost"]
+    summary = motmetrics.metrics.create().compute_many(
+        accumulators, metrics=wanted, names=list(sequences), generate_overall=True
+    ).loc["OVERALL"]
+    return {
+        "MOTA": 100 * float(summary["mota"]),
+        "MOTP": 100 * (1 - float(summary["motp"])),
+        "IDF1": 100 * float(summary["idf1"]),
+        "IDSW": int(summary["num_switches"]),
+        "FP": int(summary["num_false_positives"]),
+        "FN": int(summary["num_misses"]),
+        "MT": int(summary["mostly_tracked"]),
+        "ML": int(summary["mostly_lost"]),
+    }

@@ -148,8 +148,8 @@ class KalmanTracker(Tracker):
 
     Args:
         max_age: frames a track survives without a match before deletion.
-        min_hits: consecutive matches before a track is reported (all tracks are reported during the
-            first ``min_hits`` frames of a sequence, as in SORT).
+        min_hits: consecutive matches, after the detection that started the track, before it is reported
+            (all tracks are reported during the first ``min_hits`` frames of a sequence, as in SORT).
         iou_threshold: minimum IoU between a prediction and a detection for a match.
         second_round: match leftover tracks to low-score detections in a second round.
         high_score: detections scoring at least this are "strong": matched first and allowed to start tracks.
@@ -231,7 +231,7 @@ class KalmanTracker(Tracker):
             raise ValueError("detections contain NaN or infinite values")
         self.frame += 1
         predicted = self._predicted_boxes()  # (N, 4)
-        strong = detections[detections[:, 4] >= self.high_score] if self.second_round else detections
+        strong = detections[detections[:, 4] >= self.high_score]
         matches, left_tracks, left_dets = associate(predicted, strong[:, :4], self.iou_threshold)
         all_tracks = np.arange(len(self.tracks))
         self._apply(matches, all_tracks, strong)
