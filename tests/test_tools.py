@@ -1,0 +1,67 @@
+"""The command-line tools: exit codes, atomic outputs, JSON."""
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import REPO, make_sequence, walk
+from tests.tools_loader import load_tool
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    root = tmp_path / "data"
+    make_sequence({1: walk((100, 100), (3, 0), range(1, 31)), 2: walk((400, 200), (-2, 1), range(1, 31))}, 30,
+                  name="TEST-01").save(root / "TEST-01")
+    return root
+
+
+def test_track_writes_results_json_and_scores(data_root, tmp_path, capsys):
+    track = load_tool("track")
+    out, js = tmp_path / "out", tmp_path / "run.json"
+    code = track.main(["--data-root", str(data_root), "--seq", "TEST-01", "--out", str(out), "--eval",
+                       "--json", str(js), "--no-progress"])
+    assert code == 0
+    assert (out / "TEST-01.txt").is_file()
+    payload = json.loads(js.read_text())
+    assert {"sequence", "tracker", "frames", "seconds", "fps", "HOTA", "MOTA", "IDF1"} <= set(payload)
+    assert payload["frames"] == 30 and payload["MOTA"] > 80
+    assert "COMBINED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad_line", ["1,-1,10,20,30,0,0.9,-1,-1,-1", "1,-1,10,20,30", "99,-1,1,1,5,5,0.9,-1,-1,-1"])
+def test_track_malformed_input_exits_nonzero_and_writes_nothing(data_root, tmp_path, capsys, bad_line):
+    det = data_root / "TEST-01" / "det" / "det.txt"
+    det.write_text(det.read_text() + bad_line + "\n")
+    out = tmp_path / "out"
+    code = load_tool("track").main(["--data-root", str(data_root), "--seq", "TEST-01", "--out", str(out),
+                                    "--json", str(tmp_path / "r.json")])
+    assert code == 4
+    assert f"{det}:61" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "r.json").exists()
+
+
+def test_track_missing_sequence_explains_where_data_goes(data_root, tmp_path, capsys):
+    code = load_tool("track").main(["--data-root", str(data_root), "--seq", "MOT17-02", "--out", str(tmp_path)])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "MOT17-02" in err and "make_synthetic.py" in err
+
+
+def test_eval_tool(data_root, tmp_path, capsys):
+    results = tmp_path / "res"
+    results.mkdir()
+    shutil.copy(data_root / "TEST-01" / "gt" / "gt.txt", results / "TEST-01.txt")
+    code = load_tool("eval").main(["--data-root", str(data_root), "--results", str(results), "--json",
+                                   str(tmp_path / "e.json")])
+    assert code == 0
+    assert json.loads((tmp_path / "e.json").read_text())["TEST-01"]["MOTA"] == pytest.approx(100)
+    assert load_tool("eval").main(["--data-root", str(data_root), "--results", str(tmp_path / "none")]) == 3
+
+
+def test_sort_config_file_is_valid():
+    from trackers import make_tracker
+
+    tracker = make_tracker("kalman", REPO / "configs" / "sort.yaml")
+    assert (tracker.max_age, tracker.min_hits, tracker.iou_threshold, tracker.second_round) == (1, 3, 0.3, False)
