@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Benchmark every registered tracker on the synthetic benchmark and on real MOT15 sequences.
+
+Prints, per data set, the combined TrackEval scores (HOTA, MOTA, IDF1, IDSW, FP, FN) and the tracking speed in
+frames per second (median over --repeats timed runs after one warm-up run, single process, tracking only).
+The Kalman tracker runs twice: with SORT's settings (configs/sort.yaml) and with its tuned defaults.
+
+Example:
+    python tools/benchmark.py                          # synthetic + ../shared/data/MOT15/train when present
+    python tools/benchmark.py --trackers kalman --repeats 1 --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mixdvae.evaluation import COMBINED, evaluate, guess_benchmark  # noqa: E402
+from mixdvae.mot import write_results  # noqa: E402
+from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, REPO_ROOT, guarded, load_sequences  # noqa: E402
+from mixdvae.runner import run_tracker, write_json  # noqa: E402
+from trackers import TRACKERS, make_tracker  # noqa: E402
+
+MOT15_ROOT = REPO_ROOT.parent / "shared" / "data" / "MOT15" / "train"
+COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "FP", "FN", "fps")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES_HELP
+    )
+    parser.add_argument("--trackers", nargs="+", default=sorted(TRACKERS), choices=sorted(TRACKERS),
+                        help="registered trackers to run (default: all)")
+    parser.add_argument("--data-roots", nargs="+", type=Path, default=[DEFAULT_DATA_ROOT, MOT15_ROOT],
+                        help="folders of sequence folders; missing ones are skipped with a note "
+                             "(default: the synthetic benchmark and ../shared/data/MOT15/train)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per sequence (default: %(default)s)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write {data_set: {entry: scores}} as JSON")
+    return parser.parse_args(argv)
+
+
+def entries(tracker_names: list[str]) -> list[tuple[str, str, Path | None]]:
+    """(label, tracker, config) rows: each tracker with its defaults, plus Kalman with SORT's settings."""
+    rows = []
+    for name in tracker_names:
+        if name == "kalman":
+            rows.append(("kalman (SORT settings)", name, REPO_ROOT / "configs" / "sort.yaml"))
+        rows.append((f"{name} (defaults)", name, None))
+    return rows
+
+
+def benchmark_entry(tracker_name: str, config, sequences, data_root: Path, repeats: int) -> dict:
+    """Track every sequence (one warm-up run, then ``repeats`` timed runs) and score the last run."""
+    seconds, frames, files = 0.0, 0, {}
+    with tempfile.TemporaryDirectory(prefix="mixdvae_bench_") as tmp:
+        for sequence in sequences:
+            run_tracker(make_tracker(tracker_name, config), sequence)  # warm-up (JIT, caches)
+            runs = [run_tracker(make_tracker(tracker_name, config), sequence) for _ in range(repeats)]
+            seconds += statistics.median(run.seconds for run in runs)
+            frames += sequence.length
+            files[sequence.name] = Path(tmp) / f"{sequence.name}.txt"
+            write_results(files[sequence.name], runs[-1].results)
+        scores = evaluate(data_root, files, guess_benchmark(sequences[0].name))[COMBINED]
+    return {**scores, "fps": frames / seconds, "frames": frames, "seconds": seconds}
+
+
+def format_rows(title: str, rows: dict[str, dict]) -> str:
+    header = f"{title:<28}" + "".join(f"{c:>9}" for c in COLUMNS)
+    lines = [header, "-" * len(header)]
+    for label, row in rows.items():
+        cells = "".join(f"{row[c]:>9d}" if isinstance(row[c], int) else f"{row[c]:>9.1f}" for c in COLUMNS)
+        lines.append(f"{label:<28}{cells}")
+    return "\n".join(lines)
+
+
+@guarded
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    report = {}
+    for data_root in args.data_roots:
+        if data_root.resolve() != DEFAULT_DATA_ROOT and not data_root.is_dir():
+            print(f"skipping {data_root}: not found\n")
+            continue
+        sequences = load_sequences(data_root, ["all"])
+        title = f"{data_root.parent.name}/{data_root.name} ({len(sequences)} seq, {sum(s.length for s in sequences)} fr)"
+        rows = {label: benchmark_entry(name, config, sequences, data_root, args.repeats)
+                for label, name, config in entries(args.trackers)}
+        print(format_rows(title, rows) + "\n", flush=True)
+        report[str(data_root)] = rows
+    if args.json:
+        write_json(args.json, report)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
