@@ -146,6 +146,9 @@ def associate(tracks_xywh: np.ndarray, dets_xywh: np.ndarray, iou_threshold: flo
 class KalmanTracker(Tracker):
     """Constant-velocity Kalman filters with Hungarian IoU assignment (SORT, optionally ByteTrack's two rounds).
 
+    The defaults were tuned on the four MOT15 sequences and the synthetic benchmark together (a grid over
+    max_age, min_hits, high_score, iou_threshold and motion_model; see the README's benchmark section).
+
     Args:
         max_age: frames a track survives without a match before deletion.
         min_hits: consecutive matches, after the detection that started the track, before it is reported
@@ -171,13 +174,13 @@ class KalmanTracker(Tracker):
     def __init__(
         self,
         max_age: int = 30,
-        min_hits: int = 3,
+        min_hits: int = 1,
         iou_threshold: float = 0.3,
         second_round: bool = True,
-        high_score: float = 0.6,
+        high_score: float = 0.8,
         low_score: float = 0.1,
         second_iou_threshold: float = 0.5,
-        motion_model: str = "xywh",
+        motion_model: str = "sort",
         position_noise: float = 0.05,
         velocity_noise: float = 0.00625,
         num_sources: int | None = None,
