@@ -1,0 +1,69 @@
+"""Dynamical VAEs (DVAE) used as motion priors: SRNN (MixDVAE's prior), VRNN and DKF.
+
+Public API::
+
+    from mixdvae.dvae import load_prior, MODELS, DVAE
+    prior = load_prior("srnn_mot")                       # data/priors/srnn_mot.pt
+    state, x_prev = prior.init_state(B), prior.x0(B)
+    mean, var, state = prior.step(state, x_prev, z=None)  # Gaussian prediction of x_t, model coordinates
+
+Model coordinates: :mod:`mixdvae.dvae.normalization`. Interface details: :mod:`mixdvae.dvae.base`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .base import DVAE, CheckpointError
+from .dkf import DKF
+from .likelihood import LIKELIHOODS, register_likelihood
+from .srnn import SRNN
+from .vrnn import VRNN
+
+MODELS: dict[str, type[DVAE]] = {"srnn": SRNN, "vrnn": VRNN, "dkf": DKF}
+
+PRIORS_DIR = Path(__file__).resolve().parents[2] / "data" / "priors"
+
+
+def prior_path(name_or_path: str | os.PathLike) -> Path:
+    """A prior's checkpoint: an existing path as given, else ``data/priors/NAME.pt`` of the repository."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".pt" or os.sep in str(name_or_path) or candidate.is_file():
+        return candidate
+    return PRIORS_DIR / f"{name_or_path}.pt"
+
+
+def available_priors() -> list[str]:
+    """Names of the priors shipped in ``data/priors``."""
+    return sorted(p.stem for p in PRIORS_DIR.glob("*.pt")) if PRIORS_DIR.is_dir() else []
+
+
+def load_prior(name_or_path: str | os.PathLike, device="cpu") -> DVAE:
+    """Load a trained prior by name (``"srnn_mot"`` -> ``data/priors/srnn_mot.pt``) or by path, in eval mode.
+
+    Raises FileNotFoundError (naming the shipped priors) or :class:`CheckpointError`.
+    """
+    path = prior_path(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"prior {str(name_or_path)!r} not found at {path}; shipped priors: {available_priors() or 'none'}. "
+            "Train one with: python tools/train_prior.py --config configs/prior_srnn.yaml"
+        )
+    return DVAE.load(path, map_location=device)
+
+
+__all__ = [
+    "DVAE",
+    "SRNN",
+    "VRNN",
+    "DKF",
+    "MODELS",
+    "CheckpointError",
+    "LIKELIHOODS",
+    "register_likelihood",
+    "load_prior",
+    "prior_path",
+    "available_priors",
+    "PRIORS_DIR",
+]

@@ -1,0 +1,459 @@
+"""Common base of the dynamical VAEs (SRNN, VRNN, DKF).
+
+Conventions (all models):
+
+* Data ``x`` is (B, T, x_dim), batched over sequences; ``mask`` (B, T) marks the valid steps (windows shorter
+  than T are padded at the end). For trajectories, x is a box ``cx, cy, w, h`` in the model coordinates of
+  :mod:`mixdvae.dvae.normalization` (relative to the window's first box, divided by its height).
+* Generative recurrence, one call per time step ``t = 1..T``::
+
+      state = model.init_state(B);  x_prev = model.x0(B)
+      for t in 1..T:
+          mean, var, state = model.step(state, x_prev, z_t or None)   # N(mean, diag var) of x_t
+          x_prev = <x_t, or its current estimate>
+
+  ``step`` is pure tensor code over the batch (sources x windows in the VEM). With ``z=None`` it uses the mean
+  of the latent prior ``p(z_t | ...)`` (deterministic prediction); with a given ``z`` (e.g. the mean of
+  ``q(z | x)`` from :meth:`DVAE.encode`) it decodes that latent.
+* The output parameterisation (``config["param"]``) is an internal choice of the model:
+
+  ``"box_increment"`` (default for 4-d boxes): the networks see the last increment ``x_{t-1} - x_{t-2}``, the
+  aspect ratio and two flags (first step / no velocity yet), all divided by the current box height
+  ``x_{t-1}[3]``, never the absolute position; they output the next increment in units of that height::
+
+      mean_t = x_{t-1} + s * inc_std * d_t,   var_t = (s * inc_std)^2 * exp(l_t),   s = x_{t-1}[3]
+
+  so the prior is invariant to translation and scale at every step, not only at the window's first box. The
+  first box of a window is the normalisation reference, ``(0, 0, w/h, 1)`` by construction: the likelihood
+  conditions on it (``elbo`` scores ``x_{2:T}``), and ``step`` at t = 1 returns the fixed guess ``x0`` with the
+  fixed variance ``config["first_var"]``.
+
+  ``"direct"``: the networks see and predict standardised ``x`` (``mean = x_mean + x_std * d``); every step
+  is scored. Meant for other data (spectrograms).
+* The reconstruction likelihood is pluggable (``config["likelihood"]``, see :mod:`.likelihood`).
+* Log-variances are soft-clamped (``config["logvar_range"]`` for x, ``config["z_logvar_range"]`` for z), so
+  variances are never zero, infinite or NaN.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .likelihood import make_likelihood
+
+CHECKPOINT_FORMAT = "mixdvae-dvae"
+CHECKPOINT_VERSION = 1
+
+_REGISTRY: dict[str, type["DVAE"]] = {}
+
+BASE_DEFAULTS: dict[str, Any] = {
+    "x_dim": 4,
+    "z_dim": 8,
+    "h_dim": 64,
+    "dense_dim": 64,
+    "embed_dim": 32,
+    "likelihood": "gaussian",
+    "param": "box_increment",
+    # statistics of the data the networks see (set from the training data by the trainer)
+    "inc_std": [0.02, 0.015, 0.02, 0.015],  # per-frame increments of boxes, in box heights
+    "aspect_mean": 0.4,
+    "aspect_std": 0.1,
+    "x_mean": None,  # "direct" parameterisation: per-dimension mean and std of x
+    "x_std": None,
+    "first_var": [0.0025, 0.0025, 0.01, 0.0025],  # variance of the t = 1 guess x0 (model units)
+    "logvar_range": [-12.0, 6.0],  # soft clamp of the decoder log-variance (normalised units)
+    "z_logvar_range": [-10.0, 4.0],
+}
+
+
+class CheckpointError(RuntimeError):
+    """A DVAE checkpoint that cannot be used: unreadable, corrupt, or not matching its config."""
+
+
+def soft_clamp(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Map any real ``raw`` smoothly into ``(low, high)``; ``raw = 0`` maps to the midpoint."""
+    return low + (high - low) * torch.sigmoid(raw)
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, out_dim))
+
+
+def randn_like(t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal noise shaped like ``t``, from ``generator`` when given (reproducible sampling)."""
+    if generator is None:
+        return torch.randn(t.shape, device=t.device, dtype=t.dtype)
+    return torch.randn(t.shape, device=generator.device, dtype=t.dtype, generator=generator).to(t.device)
+
+
+def lstm_cell(lstm: nn.LSTM, inputs: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+    """One step of the single-layer ``nn.LSTM`` ``lstm`` (same weights and gate order as the fused pass over a
+    sequence), cheaper than calling the module on a length-1 sequence."""
+    gates = nn.functional.linear(inputs, lstm.weight_ih_l0, lstm.bias_ih_l0) + nn.functional.linear(h, lstm.weight_hh_l0, lstm.bias_hh_l0)
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def reverse_valid(seq: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Reverse each sequence of ``seq`` (B, T, ...) within its valid prefix of ``lengths`` (B,) steps, leaving the
+    padding in place (an involution). With ``lengths=None``, a plain flip. A forward RNN over the result is a
+    backward RNN over each valid prefix that never sees the padding."""
+    if lengths is None:
+        return seq.flip(1)
+    length = seq.shape[1]
+    t = torch.arange(length, device=seq.device).unsqueeze(0)
+    lengths = lengths.to(seq.device).long().unsqueeze(1)
+    index = torch.where(t < lengths, lengths - 1 - t, t)
+    index = index.view(*index.shape, *([1] * (seq.dim() - 2))).expand_as(seq)
+    return seq.gather(1, index)
+
+
+def gaussian_kl(q_mean, q_var, p_mean, p_var) -> torch.Tensor:
+    """KL(N(q) || N(p)) for diagonal Gaussians, summed over the last axis."""
+    return 0.5 * (torch.log(p_var) - torch.log(q_var) + (q_var + (q_mean - p_mean) ** 2) / p_var - 1.0).sum(-1)
+
+
+class GaussianHead(nn.Module):
+    """MLP to a mean and a soft-clamped variance."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, logvar_range):
+        super().__init__()
+        self.net = mlp(in_dim, hidden, 2 * out_dim)
+        self.low, self.high = float(logvar_range[0]), float(logvar_range[1])
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, raw = self.net(inputs).chunk(2, dim=-1)
+        return mean, torch.exp(soft_clamp(raw, self.low, self.high))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# input/output parameterisations
+
+
+class BoxIncrementIO(nn.Module):
+    """Translation- and scale-invariant features and increment outputs for boxes ``cx, cy, w, h``."""
+
+    feature_dim = 7  # 4 increments, aspect ratio, "first step" flag, "no velocity yet" flag
+    first_scored_step = 1  # 0-based index of the first step the likelihood scores (x_1 is the reference)
+
+    def __init__(self, config: dict):
+        super().__init__()
+        if config["x_dim"] != 4:
+            raise ValueError("param 'box_increment' needs x_dim = 4 (cx, cy, w, h)")
+        self.register_buffer("inc_std", torch.tensor(config["inc_std"], dtype=torch.float32))
+        self.register_buffer("first_var", torch.tensor(config["first_var"], dtype=torch.float32))
+        self.aspect_mean = float(config["aspect_mean"])
+        self.aspect_std = float(config["aspect_std"])
+        self.low, self.high = (float(v) for v in config["logvar_range"])
+
+    def x0(self, batch_size: int, device=None) -> torch.Tensor:
+        x0 = torch.tensor([0.0, 0.0, self.aspect_mean, 1.0], device=device)
+        return x0.expand(batch_size, 4).clone()
+
+    @staticmethod
+    def _scale(x_prev: torch.Tensor) -> torch.Tensor:
+        return x_prev[..., 3:4].clamp(min=0.05)
+
+    def features(self, x_prev: torch.Tensor, x_pp: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """Features of ``x_{t-1}`` given ``x_{t-2}``; ``n`` (..., 1) = t - 1, the number of steps already taken."""
+        s = self._scale(x_prev)
+        has_vel = (n >= 2).to(x_prev.dtype)
+        first = (n < 1).to(x_prev.dtype)
+        vel = (x_prev - x_pp) / s / self.inc_std * has_vel
+        aspect = (x_prev[..., 2:3] / s - self.aspect_mean) / self.aspect_std * (1 - first)
+        return torch.cat([vel.clamp(-50, 50), aspect.clamp(-10, 10), first, 1 - has_vel], dim=-1)
+
+    def output(self, raw_mean, raw_logvar, x_prev, n) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self._scale(x_prev) * self.inc_std
+        mean = x_prev + s * raw_mean
+        var = s**2 * torch.exp(soft_clamp(raw_logvar, self.low, self.high))
+        first = n < 1
+        if bool(first.any()):
+            mean = torch.where(first, self.x0(1, x_prev.device).to(mean.dtype), mean)
+            var = torch.where(first, self.first_var.to(var.dtype), var)
+        return mean, var
+
+
+class DirectIO(nn.Module):
+    """Standardised ``x`` in, standardised ``x`` out (no structural assumption on the data)."""
+
+    first_scored_step = 0
+
+    def __init__(self, config: dict):
+        super().__init__()
+        x_dim = config["x_dim"]
+        mean = config["x_mean"] if config["x_mean"] is not None else [0.0] * x_dim
+        std = config["x_std"] if config["x_std"] is not None else [1.0] * x_dim
+        self.register_buffer("x_mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("x_std", torch.tensor(std, dtype=torch.float32))
+        self.feature_dim = x_dim
+        self.low, self.high = (float(v) for v in config["logvar_range"])
+
+    def x0(self, batch_size: int, device=None) -> torch.Tensor:
+        return self.x_mean.to(device).expand(batch_size, -1).clone()
+
+    def features(self, x_prev, x_pp, n) -> torch.Tensor:
+        first = (n < 1).to(x_prev.dtype)
+        return (x_prev - self.x_mean) / self.x_std * (1 - first)
+
+    def output(self, raw_mean, raw_logvar, x_prev, n):
+        mean = self.x_mean + self.x_std * raw_mean
+        var = self.x_std**2 * torch.exp(soft_clamp(raw_logvar, self.low, self.high))
+        return mean, var
+
+
+IO_TYPES = {"box_increment": BoxIncrementIO, "direct": DirectIO}
+
+
+# --------------------------------------------------------------------------------------------------------------
+
+
+class DVAE(nn.Module):
+    """Base class. Subclasses set ``model_name``, ``DEFAULTS``, build their networks and implement
+    ``init_state``, ``step`` and ``_run`` (the teacher-forced pass over a whole sequence)."""
+
+    model_name = "base"
+    DEFAULTS: dict[str, Any] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.model_name != "base":
+            _REGISTRY[cls.model_name] = cls
+
+    def __init__(self, config: dict | None = None):
+        super().__init__()
+        config = _plain({**BASE_DEFAULTS, **self.DEFAULTS, **(config or {})})
+        if config.get("model", self.model_name) != self.model_name:
+            raise ValueError(f"config is for model {config['model']!r}, not {self.model_name!r}")
+        config["model"] = self.model_name
+        for key in ("x_dim", "z_dim", "h_dim", "dense_dim", "embed_dim"):
+            if not isinstance(config[key], int) or config[key] < 1:
+                raise ValueError(f"config[{key!r}] must be a positive integer, got {config[key]!r}")
+        if config["param"] not in IO_TYPES:
+            raise ValueError(f"unknown param {config['param']!r}; known: {sorted(IO_TYPES)}")
+        self.config = config
+        self.meta: dict[str, Any] = {}
+        self.likelihood = make_likelihood(config["likelihood"])
+        self.io = IO_TYPES[config["param"]](config)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # generation
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def x0(self, batch_size: int, device=None) -> torch.Tensor:
+        """The placeholder ``x_0`` passed as ``x_prev`` at t = 1, (batch_size, x_dim)."""
+        return self.io.x0(batch_size, device if device is not None else self.device)
+
+    def init_state(self, batch_size: int, device=None) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def step(self, state, x_prev: torch.Tensor, z: torch.Tensor | None = None):
+        """One generative step: ``(mean, var, new_state)`` of x_t given ``x_prev`` = x_{t-1} and the state."""
+        raise NotImplementedError
+
+    def _cast(self, *tensors):
+        """Inputs of ``step`` on the model's device and dtype (callers may hold float64 estimates)."""
+        like = next(self.parameters())
+        return tuple(None if t is None else t.to(device=like.device, dtype=like.dtype) for t in tensors)
+
+    def _counter(self, batch_size: int, device) -> torch.Tensor:
+        return torch.zeros(batch_size, 1, device=device)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # whole sequences
+
+    def _sequence_inputs(self, x: torch.Tensor):
+        """Teacher-forced inputs: ``x_{t-1}``, ``x_{t-2}``, ``n = t - 1`` and the features of x_{t-1} and of x_t."""
+        batch, length, _ = x.shape
+        x0 = self.x0(batch, x.device).unsqueeze(1)
+        x_prev = torch.cat([x0, x[:, :-1]], dim=1)
+        x_pp = torch.cat([x0, x_prev[:, :-1]], dim=1)
+        n = torch.arange(length, device=x.device, dtype=x.dtype).view(1, length, 1).expand(batch, length, 1)
+        feat_prev = self.io.features(x_prev, x_pp, n)
+        feat_cur = self.io.features(x, x_prev, n + 1)
+        return x_prev, n, feat_prev, feat_cur
+
+    def _run(self, x: torch.Tensor, z: torch.Tensor | None, use_posterior: bool, sample: bool, generator=None, lengths=None):
+        """Teacher-forced pass (``lengths`` (B,): valid prefix of each sequence, for backward encoders). Latents: ``z`` if given, else samples/means of q(z | x) when ``use_posterior``,
+        else the prior means. Returns a dict with ``mean``, ``var`` (B, T, x_dim), ``z``, the prior
+        ``p_mean``/``p_var`` of each z_t, and ``q_mean``/``q_var`` when the posterior was used."""
+        raise NotImplementedError
+
+    def predict_sequence(self, x: torch.Tensor, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Teacher-forced predictions ``N(mean_t, var_t)`` of every x_t given x_{<t}, with the given latents
+        ``z`` (B, T, z_dim) or, when None, the prior means (what :meth:`step` with ``z=None`` returns)."""
+        return self._run(x, z=z, use_posterior=False, sample=False)
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of ``q(z_t | x)`` for every t, each (B, T, z_dim). Where q depends on z_{t-1}, the
+        previous posterior mean is used (deterministic). ``mask`` (B, T): valid prefix of each sequence."""
+        out = self._run(x, z=None, use_posterior=True, sample=False, lengths=_lengths(mask))
+        return out["q_mean"], out["q_var"]
+
+    def _weights(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        batch, length, _ = x.shape
+        weights = torch.ones(batch, length, device=x.device, dtype=x.dtype)
+        if mask is not None:
+            weights = weights * mask.to(x.dtype)
+        weights[:, : self.io.first_scored_step] = 0
+        return weights
+
+    def elbo(self, x: torch.Tensor, beta: float = 1.0, mask: torch.Tensor | None = None, generator=None):
+        """Negative ELBO with teacher forcing and one reparameterised sample of q(z | x).
+
+        ``mask`` (B, T) flags the valid steps, a prefix of each sequence (padding at the end is never seen by the
+        backward encoders). Returns a dict: ``loss`` = recon + beta * kl, ``recon`` and ``kl`` (scalars, nats per scored valid step,
+        summed over dimensions), and the per-step ``recon_t``, ``kl_t`` (B, T), ``mean``, ``var``, ``z``.
+        """
+        out = self._run(x, z=None, use_posterior=True, sample=True, generator=generator, lengths=_lengths(mask))
+        weights = self._weights(x, mask)
+        count = weights.sum().clamp(min=1)
+        recon_t = self.likelihood.nll(x, out["mean"], out["var"])
+        kl_t = gaussian_kl(out["q_mean"], out["q_var"], out["p_mean"], out["p_var"])
+        recon = (recon_t * weights).sum() / count
+        kl = (kl_t * weights).sum() / count
+        out.update(loss=recon + beta * kl, recon=recon, kl=kl, recon_t=recon_t, kl_t=kl_t)
+        return out
+
+    def rollout_nll(
+        self,
+        x: torch.Tensor,
+        p_own: float = 0.0,
+        mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        detach_own: bool = False,
+        detach_own_var: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Scheduled sampling: step through x with ``z = None`` (the prior means, as for prediction), feeding
+        back the model's own predicted mean instead of the true x_{t-1} with probability ``p_own`` per step
+        (never for the first box, the reference). ``detach_own`` stops gradients through the fed-back means;
+        ``detach_own_var`` trains the variance of steps fed with an own mean only as a weight (the variance is
+        then calibrated on true inputs, while the means still learn to run on their own outputs).
+        Returns ``nll`` (scalar, per scored valid step) and the per-step ``nll_t``, ``mean``, ``var``."""
+        batch, length, _ = x.shape
+        state = self.init_state(batch, x.device)
+        x_prev = self.x0(batch, x.device)
+        means, variances = [], []
+        pick = torch.zeros(batch, 1, dtype=torch.bool, device=x.device)
+        for t in range(length):
+            mean, var, state = self.step(state, x_prev, None)
+            means.append(mean)
+            variances.append(torch.where(pick, var.detach(), var) if detach_own_var else var)
+            if p_own > 0 and t >= self.io.first_scored_step:
+                own = mean.detach() if detach_own else mean
+                where = generator.device if generator is not None else x.device
+                pick = (torch.rand(batch, 1, device=where, generator=generator) < p_own).to(x.device)
+                x_prev = torch.where(pick, own, x[:, t])
+            else:
+                x_prev = x[:, t]
+        mean = torch.stack(means, 1)
+        var = torch.stack(variances, 1)
+        weights = self._weights(x, mask)
+        nll_t = self.likelihood.nll(x, mean, var)
+        return {"nll": (nll_t * weights).sum() / weights.sum().clamp(min=1), "nll_t": nll_t, "mean": mean, "var": var}
+
+    # ---------------------------------------------------------------------------------------------------------
+    # checkpoints
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config, the weights and ``meta`` (training notes) to ``path`` atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": _plain(self.config),
+            "meta": _plain(self.meta),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()},
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location="cpu") -> "DVAE":
+        """Load a checkpoint written by :meth:`save` (``weights_only=True``), dispatching on its config's model.
+
+        Raises:
+            FileNotFoundError: no such file.
+            CheckpointError: unreadable or corrupt file, unknown model, a config the model rejects, missing or
+                unexpected weights, a shape that does not match the config, or non-finite weights.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"DVAE checkpoint {path} not found")
+        try:
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+            raise CheckpointError(f"{path}: not a readable DVAE checkpoint ({type(err).__name__}: {err})") from None
+        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: not a MixDVAE DVAE checkpoint (missing format tag {CHECKPOINT_FORMAT!r})")
+        if payload.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r} is not supported")
+        config, state = payload.get("config"), payload.get("state_dict")
+        if not isinstance(config, dict) or not isinstance(state, dict):
+            raise CheckpointError(f"{path}: checkpoint lacks its config or its weights")
+        name = config.get("model")
+        if name not in _REGISTRY:
+            raise CheckpointError(f"{path}: unknown model {name!r}; known: {sorted(_REGISTRY)}")
+        if cls is not DVAE and cls.model_name != name:
+            raise CheckpointError(f"{path}: holds a {name!r} model, not {cls.model_name!r}")
+        try:
+            model = _REGISTRY[name](config)
+        except (ValueError, TypeError, KeyError) as err:
+            raise CheckpointError(f"{path}: invalid config: {err}") from None
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise CheckpointError(f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+        for key, value in state.items():
+            if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise CheckpointError(f"{path}: {key} has shape {shape}, config expects {tuple(expected[key].shape)}")
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                raise CheckpointError(f"{path}: {key} holds NaN or infinite values")
+        model.load_state_dict(state)
+        model.meta = dict(payload.get("meta") or {})
+        model.eval()
+        return model.to(map_location) if not callable(map_location) else model
+
+    def extra_repr(self) -> str:
+        cfg = self.config
+        return f"x_dim={cfg['x_dim']}, z_dim={cfg['z_dim']}, h_dim={cfg['h_dim']}, param={cfg['param']}"
+
+
+def _lengths(mask: torch.Tensor | None) -> torch.Tensor | None:
+    return None if mask is None else mask.sum(1)
+
+
+def _plain(value):
+    """Deep copy of a config as plain Python (dict/list/str/int/float/bool/None), loadable with weights_only."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("config values must be finite")
+    return copy.deepcopy(value)

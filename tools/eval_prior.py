@@ -1,0 +1,239 @@
+#!/usr/bin/env python
+"""Evaluate DVAE motion priors against a constant-velocity Kalman predictor on held-out trajectories.
+
+Default: leave-one-sequence-out (LOSO) over the MOTChallenge folders of ``--data-root`` (default
+``../shared/data/MOT15/train``). For each held-out sequence S and each model (srnn, vrnn, dkf) a fold model is
+trained by the same trainer as the shipped prior (``configs/prior_<model>.yaml`` with its ``loso`` overrides: a
+reduced budget, ``data.real.exclude = [S]``), and cached in ``--fold-dir`` (``runs/loso``); the
+constant-velocity predictor is fitted (maximum likelihood) on the same real training windows. The held-out
+sequence is cut into consecutive 60-box windows; metrics pool all held-out boxes (see
+``mixdvae/dvae/evaluate.py``). The synthetic validation windows (never trained on) are also reported, with every
+fold model and a CV predictor fitted on synthetic training windows.
+
+    python tools/eval_prior.py --json /tmp/prior_eval.json            # LOSO table (trains fold models once)
+    python tools/eval_prior.py --prior srnn_mot --data-root DIR       # a trained prior on any MOTChallenge GT
+
+With ``--prior``, the prior is evaluated on every sequence of ``--data-root`` (not held out if the prior was
+trained on them: use it for other data); its CV baseline uses the parameters fitted on the prior's own real
+training data (stored in the checkpoint), or fitted on the evaluated data when the checkpoint has none.
+
+``--json`` writes ``{MODEL: {"nll", "iou_1", "iou_10", "center_px_1", "center_px_10"}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mixdvae.data import load_mot_tracks, real_windows, windows_from_tracks  # noqa: E402
+from mixdvae.dvae import DVAE, load_prior  # noqa: E402
+from mixdvae.dvae.cv import CVParams, fit_cv  # noqa: E402
+from mixdvae.dvae.evaluate import METRIC_KEYS, Metrics, evaluate_cv, evaluate_dvae  # noqa: E402
+from mixdvae.dvae.training import REPO_ROOT, build_data, merge_config, resolve_path, train_prior  # noqa: E402
+
+DEFAULT_ROOT = "../shared/data/MOT15/train"
+MODEL_NAMES = ("srnn", "vrnn", "dkf")
+
+
+def load_config(model: str) -> dict:
+    path = REPO_ROOT / "configs" / f"prior_{model}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the training config of the {model} prior")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def fold_config(model: str, root: Path, held_out: str, fold_dir: Path) -> dict:
+    base = load_config(model)
+    config = merge_config({k: v for k, v in base.items() if k != "loso"}, base.get("loso") or {})
+    return merge_config(
+        config,
+        {
+            "data": {"real": {"roots": [str(root)], "include": None, "exclude": [held_out]}},
+            "output": {"dir": str(fold_dir / f"{model}_{held_out}"), "checkpoint": None, "plot": True},
+        },
+    )
+
+
+RECIPE_FILES = ("mixdvae/data/*.py", "mixdvae/dvae/[bdlnstv]*.py")  # not cv.py / evaluate.py: scoring only
+
+
+def config_hash(config: dict) -> str:
+    """Identifies a fold model: its training config and the code that builds the data and trains it (a cached
+    fold model is retrained when either changes)."""
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode())
+    for pattern in RECIPE_FILES:
+        for path in sorted(REPO_ROOT.glob(pattern)):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def fold_model(model: str, root: Path, held_out: str, fold_dir: Path, retrain: bool, log) -> DVAE:
+    config = fold_config(model, root, held_out, fold_dir)
+    digest = config_hash(config)
+    path = fold_dir / f"{model}_{held_out}.pt"
+    if path.is_file() and not retrain:
+        try:
+            cached = DVAE.load(path)
+            if cached.meta.get("config_hash") == digest:
+                return cached
+            log(f"  {path.name}: trained with another config, retraining")
+        except Exception as err:  # noqa: BLE001 - a bad cache entry is retrained
+            log(f"  {path.name}: unusable ({err}), retraining")
+    log(f"  training {model} without {held_out} ...")
+    start = time.time()
+    result = train_prior(config, log=lambda msg: None, progress=False)
+    result.model.meta["config_hash"] = digest
+    result.model.save(path)
+    log(f"  trained {model} without {held_out} in {time.time() - start:.0f} s (best epoch {result.best_epoch})")
+    return result.model
+
+
+def table(results: dict[str, dict], title: str, counts: dict | None = None) -> str:
+    lines = [f"### {title}", "", "| model | NLL (nats/box, px) | IoU@1 | IoU@10 | centre px @1 | centre px @10 |", "|---|---|---|---|---|---|"]
+    for name, m in results.items():
+        lines.append(
+            f"| {name} | {m['nll']:.2f} | {m['iou_1']:.3f} | {m['iou_10']:.3f} | {m['center_px_1']:.2f} | {m['center_px_10']:.2f} |"
+        )
+    if counts:
+        lines.append("")
+        lines.append(f"Scored boxes: {counts['n_1']} next-box, {counts['n_h']} 10-step-ahead.")
+    return "\n".join(lines)
+
+
+def comparison(results: dict[str, dict], model: str = "srnn") -> str:
+    if model not in results or "cv" not in results:
+        return ""
+    m, cv = results[model], results["cv"]
+    return (
+        f"{model} vs constant velocity: NLL {m['nll'] - cv['nll']:+.2f} nats/box, "
+        f"IoU@1 {m['iou_1'] - cv['iou_1']:+.3f}, IoU@10 {m['iou_10'] - cv['iou_10']:+.3f}, "
+        f"centre error @10 {m['center_px_10'] - cv['center_px_10']:+.2f} px "
+        f"({100 * (m['center_px_10'] / cv['center_px_10'] - 1):+.1f} %)"
+    )
+
+
+def loso(args, log) -> dict:
+    root = resolve_path(args.data_root)
+    tracks = load_mot_tracks(root)
+    if len(tracks) < 2:
+        raise SystemExit(f"eval_prior: need at least two sequences with ground truth in {root} for leave-one-sequence-out "
+                         f"(found {sorted(tracks)}); pass --data-root")
+    fold_dir = resolve_path(args.fold_dir)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    pooled = {name: Metrics() for name in [*models, "cv"]}
+    per_seq: dict[str, dict[str, dict]] = {}
+    synth = {name: Metrics() for name in [*models, "cv"]}
+    synth_cv_done = False
+    for held_out in sorted(tracks):
+        log(f"fold: held out {held_out} ({sum(len(t) for t in tracks[held_out])} boxes)")
+        test = windows_from_tracks(tracks[held_out], args.window, None, 3)
+        per_seq[held_out] = {}
+        for name in models:
+            model = fold_model(name, root, held_out, fold_dir, args.retrain, log)
+            metrics = evaluate_dvae(model, test, args.horizon)
+            pooled[name] += metrics
+            per_seq[held_out][name] = metrics.summary()
+            config = fold_config(name, root, held_out, fold_dir)
+            data = build_data(config, log=lambda msg: None)
+            synth[name] += evaluate_dvae(model, data.val_synth, args.horizon)
+            if not synth_cv_done:
+                sample = data.train_synth.subset(slice(0, 2000))
+                synth_cv = fit_cv(sample.to_model(), sample.mask)
+                synth["cv"] = evaluate_cv(synth_cv, data.val_synth, args.horizon)
+                synth_cv_done = True
+        others = [t for name, seq in tracks.items() if name != held_out for t in seq]
+        config = fold_config(models[0] if models else "srnn", root, held_out, fold_dir)
+        real_cfg = merge_config({"stride": 5, "min_length": 5, "flip": True, "subsample_min_fps": 20.0}, config["data"]["real"])
+        train = real_windows(others, args.window, int(real_cfg["stride"]), int(real_cfg["min_length"]),
+                             bool(real_cfg["flip"]), real_cfg.get("subsample_min_fps"))
+        cv = fit_cv(train.to_model(), train.mask)
+        metrics = evaluate_cv(cv, test, args.horizon)
+        pooled["cv"] += metrics
+        per_seq[held_out]["cv"] = metrics.summary()
+    results = {name: m.summary() for name, m in pooled.items()}
+    n = pooled["cv"]
+    print()
+    print(table(results, f"Leave-one-sequence-out on {root.name} ({', '.join(sorted(tracks))}), pooled", {"n_1": n.n_1, "n_h": n.n_h}))
+    print()
+    print(comparison(results))
+    for seq, res in per_seq.items():
+        print()
+        print(table(res, f"held out: {seq}"))
+    print()
+    print(table({k: v.summary() for k, v in synth.items()}, "Synthetic validation windows (fold models pooled)"))
+    return results
+
+
+def single(args, log) -> dict:
+    prior = load_prior(args.prior)
+    name = prior.config["model"]
+    root = resolve_path(args.data_root)
+    tracks = load_mot_tracks(root)
+    if not tracks:
+        raise SystemExit(f"eval_prior: no MOTChallenge sequence with ground truth in {root}")
+    all_tracks = [t for seq in tracks.values() for t in seq]
+    test = windows_from_tracks(all_tracks, args.window, None, 3)
+    trained_on = set((prior.meta.get("data") or {}).get("real_sequences") or [])
+    overlap = sorted(trained_on & set(tracks))
+    if overlap:
+        log(f"note: {args.prior} was trained on {overlap}: these numbers are not held-out")
+    if prior.meta.get("cv"):
+        cv = CVParams.from_dict(prior.meta["cv"])
+        log("cv: parameters fitted on the prior's real training data (from the checkpoint)")
+    else:
+        train = real_windows(all_tracks, args.window, 5)
+        cv = fit_cv(train.to_model(), train.mask)
+        log("cv: the checkpoint has no CV parameters; fitted on the evaluated data (favours CV)")
+    pooled = {name: evaluate_dvae(prior, test, args.horizon), "cv": evaluate_cv(cv, test, args.horizon)}
+    results = {k: v.summary() for k, v in pooled.items()}
+    n = pooled["cv"]
+    print()
+    print(table(results, f"{args.prior} on {root} ({', '.join(sorted(tracks))})", {"n_1": n.n_1, "n_h": n.n_h}))
+    print()
+    print(comparison(results, name))
+    for seq, seq_tracks in tracks.items():
+        windows = windows_from_tracks(seq_tracks, args.window, None, 3)
+        print()
+        print(table({name: evaluate_dvae(prior, windows, args.horizon).summary(),
+                     "cv": evaluate_cv(cv, windows, args.horizon).summary()}, seq))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prior", help="evaluate this trained prior (name in data/priors or path) instead of LOSO")
+    parser.add_argument("--data-root", default=DEFAULT_ROOT, help=f"folder of MOTChallenge sequences (default {DEFAULT_ROOT})")
+    parser.add_argument("--json", help="write {MODEL: metrics} here")
+    parser.add_argument("--models", default=",".join(MODEL_NAMES), help="LOSO models (default srnn,vrnn,dkf)")
+    parser.add_argument("--fold-dir", default="runs/loso", help="cache of the LOSO fold models (default runs/loso)")
+    parser.add_argument("--retrain", action="store_true", help="retrain the fold models even when cached")
+    parser.add_argument("--window", type=int, default=60, help="evaluation window length (default 60)")
+    parser.add_argument("--horizon", type=int, default=10, help="steps ahead for IoU@10 / centre @10 (default 10)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    results = single(args, log) if args.prior else loso(args, log)
+    if args.json:
+        out = {name: {k: float(v[k]) for k in METRIC_KEYS} for name, v in results.items()}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
