@@ -60,6 +60,12 @@ def run_tracker(tracker, sequence: Sequence, progress: bool = False) -> Run:
     return Run(sequence, tracker.name, results, seconds)
 
 
+def default_config(tracker_name: str) -> Path | None:
+    """``configs/<tracker>.yaml`` when it exists: the settings the command-line tools use by default."""
+    path = REPO_ROOT / "configs" / f"{tracker_name}.yaml"
+    return path if path.is_file() else None
+
+
 def ensure_default_data(data_root: Path) -> None:
     """Generate the synthetic benchmark when the default data root is asked for and missing."""
     if Path(data_root).resolve() == DEFAULT_DATA_ROOT and not list_sequences(DEFAULT_DATA_ROOT):

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mixdvae.evaluation import COMBINED, evaluate, guess_benchmark  # noqa: E402
 from mixdvae.mot import write_results  # noqa: E402
 from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, REPO_ROOT, guarded, load_sequences  # noqa: E402
-from mixdvae.runner import run_tracker, write_json  # noqa: E402
+from mixdvae.runner import default_config, run_tracker, write_json  # noqa: E402
 from trackers import TRACKERS, make_tracker  # noqa: E402
 
 MOT15_ROOT = REPO_ROOT.parent / "shared" / "data" / "MOT15" / "train"
@@ -50,7 +50,7 @@ def entries(tracker_names: list[str]) -> list[tuple[str, str, Path | None]]:
     for name in tracker_names:
         if name == "kalman":
             rows.append(("kalman (SORT settings)", name, REPO_ROOT / "configs" / "sort.yaml"))
-        rows.append((f"{name} (defaults)", name, None))
+        rows.append((f"{name} (defaults)", name, default_config(name)))
     return rows
 
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mixdvae.evaluation import BENCHMARKS, COMBINED, evaluate, format_table, guess_benchmark  # noqa: E402
 from mixdvae.mot import MOT17_DETECTORS, write_results  # noqa: E402
 from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, guarded, load_sequences  # noqa: E402
-from mixdvae.runner import run_tracker, write_json  # noqa: E402
+from mixdvae.runner import default_config, run_tracker, write_json  # noqa: E402
 from trackers import TRACKERS, make_tracker  # noqa: E402
 
 
@@ -38,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tracker", default="kalman", choices=sorted(TRACKERS),
                         help="registered tracker (default: %(default)s); one of: " + ", ".join(sorted(TRACKERS)))
     parser.add_argument("--config", type=Path,
-                        help="YAML of tracker parameters (e.g. configs/sort.yaml); default: the tracker's defaults")
+                        help="YAML of tracker parameters (e.g. configs/sort.yaml); default: configs/TRACKER.yaml when it "
+                             "exists, else the tracker's built-in defaults")
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="folder for the result files OUT/NAME.txt (default: %(default)s)")
     parser.add_argument("--eval", action="store_true", help="score with TrackEval when ground truth exists")
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     sequences = load_sequences(args.data_root, args.seq, args.detector)  # every file validated before any output
     runs = []
     for sequence in sequences:
-        tracker = make_tracker(args.tracker, args.config)
+        tracker = make_tracker(args.tracker, args.config or default_config(args.tracker))
         run = run_tracker(tracker, sequence, progress=not args.no_progress)
         write_results(args.out / f"{sequence.name}.txt", run.results)
         print(f"{sequence.name}: {len(run.results)} boxes, {run.sequence.length} frames in {run.seconds:.3f} s "

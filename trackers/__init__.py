@@ -19,3 +19,4 @@ def make_tracker(name: str, config=None, **overrides) -> Tracker:
 
 
 from trackers.kalman import KalmanTracker  # noqa: E402  (registers itself)
+from trackers.vem import GMMTracker, MixDVAETracker, VKFTracker  # noqa: E402  (register themselves)

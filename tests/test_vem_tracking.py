@@ -1,0 +1,100 @@
+"""Whole-sequence VEM tracking (mixdvae.vem.tracking): births, deaths, occlusions, clutter, awkward input."""
+
+import numpy as np
+import pytest
+
+from mixdvae.vem import ConstantVelocityPrior, VEMConfig
+from mixdvae.vem.tracking import WindowConfig, WindowedTracking, bridged
+from tests.conftest import make_sequence, walk
+
+VEM = VEMConfig(max_iter=5, update_r=False, r=0.1)
+
+
+def run(seq, **window):
+    config = WindowConfig(**{"window": 0.6, "birth_score": 0.8, "max_gap": 0.4, **window})
+    results = WindowedTracking(seq.frame_rate, seq.image_size, ConstantVelocityPrior(), VEM, config).run(seq)
+    assert np.isfinite(results).all()
+    return results
+
+
+def frames_of(results, track_id):
+    return set(results[results[:, 1] == track_id, 0].astype(int))
+
+
+def test_birth_of_a_late_target_and_death_after_it_leaves():
+    first = walk((100, 200), (4, 0), range(1, 61))
+    late = walk((500, 100), (-3, 1), range(20, 41))  # appears at frame 20, gone after 40
+    seq = make_sequence({1: first, 2: late}, 60)
+    results = run(seq)
+    ids = sorted(set(results[:, 1].astype(int)))
+    assert len(ids) == 2
+    late_id = int(results[results[:, 0] == 30][np.argmax(results[results[:, 0] == 30, 2]), 1])
+    late_frames = frames_of(results, late_id)
+    assert min(late_frames) <= 21  # born from the chain's first frame, not when confirmed
+    assert max(late_frames) == 40  # no output after the last detection
+    assert frames_of(results, ids[0] if ids[0] != late_id else ids[1]) == set(range(1, 61))
+
+
+def test_occlusion_gap_bridged_without_identity_switch():
+    target = walk((50, 200), (5, 1), range(1, 51))
+    hidden = range(20, 26)  # 6 frames = 0.24 s at 25 fps
+    detections = [(f, x, y, w, h, 0.9) for f, x, y, w, h in target if f not in hidden]
+    seq = make_sequence({1: target}, 50, detections)
+    results = run(seq, max_gap=0.4)
+    assert set(results[:, 1]) == {1}
+    assert frames_of(results, 1) == set(range(1, 51))  # the gap frames are reported, by the prior
+    gap = results[np.isin(results[:, 0], list(hidden))]
+    truth = np.array([b[1:] for b in target if b[0] in hidden])
+    assert np.abs(gap[:, 2:4] - truth[:, :2]).max() < 10  # extrapolated through the occlusion
+    no_bridge = run(seq, max_gap=0.0)
+    assert frames_of(no_bridge, 1) == set(range(1, 51)) - set(hidden)
+
+
+def test_clutter_rejected():
+    target = walk((50, 200), (4, 0), range(1, 41))
+    rng = np.random.default_rng(0)
+    clutter = [(f, *rng.uniform([0, 0], [600, 400]), 30, 70, rng.uniform(0.3, 0.75)) for f in range(1, 41)
+               for _ in range(3)]  # weak detections scattered at random
+    strong_blip = [(12, 400, 300, 40, 90, 0.95), (13, 420, 280, 40, 90, 0.95)]  # two frames: no birth
+    detections = [(f, x, y, w, h, 0.9) for f, x, y, w, h in target] + clutter + strong_blip
+    results = run(make_sequence({1: target}, 40, detections))
+    assert set(results[:, 1]) == {1}
+    assert len(results) == 40
+
+
+def test_crossing_targets_keep_their_identities():
+    seq = make_sequence({1: walk((100, 200), (6, 0), range(1, 41)), 2: walk((340, 215), (-6, 0), range(1, 41))}, 40)
+    results = run(seq)
+    assert len(set(results[:, 1])) == 2
+    left, right = results[results[:, 0] == 1], results[results[:, 0] == 40]
+    id_starting_left = left[np.argmin(left[:, 2]), 1]
+    assert right[np.argmax(right[:, 2]), 1] == id_starting_left  # it walked to the right
+
+
+@pytest.mark.parametrize("case", ["no_detections", "empty_frames", "crowded_frame", "outside_image"])
+def test_awkward_input_never_crashes_or_produces_nan(case):
+    target = walk((50, 200), (4, 0), range(1, 31))
+    detections = [(f, x, y, w, h, 0.9) for f, x, y, w, h in target]
+    if case == "no_detections":
+        detections = []
+    elif case == "empty_frames":
+        detections = [d for d in detections if not 5 <= d[0] <= 25]
+    elif case == "crowded_frame":
+        rng = np.random.default_rng(1)
+        detections += [(10, *rng.uniform([-50, -50], [650, 450]), *rng.uniform([10, 20], [80, 200]),
+                        rng.uniform(0.1, 1.0)) for _ in range(200)]
+    else:
+        detections = [(f, x - 70, y - 250, w, h, s) for f, x, y, w, h, s in detections]
+    results = run(make_sequence({1: target}, 30, detections))
+    if case == "no_detections":
+        assert results.shape == (0, 6)
+    else:
+        assert len(results) > 0
+
+
+def test_bridged_fills_only_short_gaps_between_observations():
+    observed = np.array([[1, 0, 0, 1, 0, 0, 0, 0, 1, 0]], dtype=bool)
+    report = bridged(observed, np.array([-5]), max_gap=2)
+    assert report[0].astype(int).tolist() == [1, 1, 1, 1, 0, 0, 0, 0, 1, 0]
+    carried = bridged(np.array([[0, 0, 1, 0]], dtype=bool), np.array([-1]), max_gap=2)
+    assert carried[0].astype(int).tolist() == [1, 1, 1, 0]  # gap from the previous window's last observation
