@@ -112,13 +112,14 @@ def _summarise(res: dict) -> dict[str, float]:
     }
 
 
-def format_table(scores: dict[str, dict[str, float]], first_column: str = "sequence") -> str:
+def format_table(scores: dict[str, dict[str, float]], first_column: str = "sequence",
+                 columns: tuple[str, ...] = METRICS, width: int = 24) -> str:
     """A fixed-width text table of :func:`evaluate`'s output (one row per sequence, COMBINED last)."""
-    header = f"{first_column:<24}" + "".join(f"{m:>8}" for m in METRICS)
+    header = f"{first_column:<{width}}" + "".join(f"{m:>8}" for m in columns)
     lines = [header, "-" * len(header)]
     for name, row in scores.items():
-        cells = "".join(f"{row[m]:>8d}" if isinstance(row[m], int) else f"{row[m]:>8.1f}" for m in METRICS)
-        lines.append(f"{name:<24}{cells}")
+        cells = "".join(f"{row[m]:>8d}" if isinstance(row[m], int) else f"{row[m]:>8.1f}" for m in columns)
+        lines.append(f"{name:<{width}}{cells}")
     return "\n".join(lines)
 
 

@@ -166,6 +166,18 @@ def test_rollout_with_own_means():
     torch.testing.assert_close(mean, free["mean"][:, 2], rtol=1e-5, atol=1e-6)
 
 
+def test_block_scheduled_sampling_runs():
+    model = make_model("srnn")
+    x = trajectories(batch=400, length=40)
+    with torch.no_grad():
+        out = model.rollout_nll(x, 0.5, block=6, generator=torch.Generator().manual_seed(0), detach_own_var=True)
+    own = out["own"].numpy()
+    assert not own[:, :2].any()  # the reference box and the first true box always come from the data
+    assert abs(own[:, 2:].mean() - 0.5) < 0.06
+    longest = max(max((len(r) for r in "".join("1" if v else "0" for v in row).split("0")), default=0) for row in own)
+    assert longest <= 6
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # checkpoints
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mixdvae.evaluation import COMBINED, evaluate, guess_benchmark  # noqa: E402
+from mixdvae.evaluation import COMBINED, evaluate, format_table, guess_benchmark  # noqa: E402
 from mixdvae.mot import write_results  # noqa: E402
 from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, REPO_ROOT, guarded, load_sequences  # noqa: E402
 from mixdvae.runner import default_config, run_tracker, write_json  # noqa: E402
@@ -69,15 +69,6 @@ def benchmark_entry(tracker_name: str, config, sequences, data_root: Path, repea
     return {**scores, "fps": frames / seconds, "frames": frames, "seconds": seconds}
 
 
-def format_rows(title: str, rows: dict[str, dict]) -> str:
-    header = f"{title:<28}" + "".join(f"{c:>9}" for c in COLUMNS)
-    lines = [header, "-" * len(header)]
-    for label, row in rows.items():
-        cells = "".join(f"{row[c]:>9d}" if isinstance(row[c], int) else f"{row[c]:>9.1f}" for c in COLUMNS)
-        lines.append(f"{label:<28}{cells}")
-    return "\n".join(lines)
-
-
 @guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
@@ -90,7 +81,7 @@ def main(argv=None) -> int:
         title = f"{data_root.parent.name}/{data_root.name} ({len(sequences)} seq, {sum(s.length for s in sequences)} fr)"
         rows = {label: benchmark_entry(name, config, sequences, data_root, args.repeats)
                 for label, name, config in entries(args.trackers)}
-        print(format_rows(title, rows) + "\n", flush=True)
+        print(format_table(rows, title, COLUMNS, width=32) + "\n", flush=True)
         report[str(data_root)] = rows
     if args.json:
         write_json(args.json, report)

@@ -55,6 +55,11 @@ class Tracker(ABC):
         return np.concatenate(rows) if rows else np.zeros((0, 6))
 
     @classmethod
+    def parameter_names(cls) -> set[str]:
+        """Names accepted by :meth:`from_config`: the constructor's keyword arguments."""
+        return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+    @classmethod
     def from_config(cls, config: dict[str, Any] | str | Path | None = None, **overrides: Any) -> "Tracker":
         """Build from a dict or a YAML file of constructor arguments, then ``overrides``.
 
@@ -70,7 +75,7 @@ class Tracker(ABC):
         declared = params.pop("tracker", cls.name)
         if declared != cls.name:
             raise ValueError(f"{source}: written for tracker {declared!r}, not {cls.name!r}")
-        allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        allowed = cls.parameter_names()
         unknown = sorted(set(params) - allowed)
         if unknown:
             raise ValueError(f"{source}: unknown parameter(s) {unknown} for {cls.name}; allowed: {sorted(allowed)}")

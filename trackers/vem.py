@@ -19,11 +19,9 @@ Boxes are converted once to ``cx, cy, w, h`` at the boundary.
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from mixdvae.mot import Sequence
 from mixdvae.vem import ConstantVelocityPrior, DVAEPrior, StaticPrior, TrajectoryPrior, VEMConfig, run_vem
@@ -128,25 +126,6 @@ class VEMTracker(Tracker):
             params = inspect.signature(klass.__init__).parameters.values()
             names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         return names - {"self"}
-
-    @classmethod
-    def from_config(cls, config=None, **overrides) -> "VEMTracker":
-        """As :meth:`Tracker.from_config`, accepting the arguments of the VEM base class as well."""
-        source = "config"
-        if isinstance(config, (str, Path)):
-            source = str(config)
-            with open(config, encoding="utf-8") as handle:
-                config = yaml.safe_load(handle) or {}
-        params = dict(config or {})
-        params.update(overrides)
-        declared = params.pop("tracker", cls.name)
-        if declared != cls.name:
-            raise ValueError(f"{source}: written for tracker {declared!r}, not {cls.name!r}")
-        allowed = cls.parameter_names()
-        unknown = sorted(set(params) - allowed)
-        if unknown:
-            raise ValueError(f"{source}: unknown parameter(s) {unknown} for {cls.name}; allowed: {sorted(allowed)}")
-        return cls(**params)
 
     # -- the prior -------------------------------------------------------------------------------------
     def make_prior(self) -> TrajectoryPrior:

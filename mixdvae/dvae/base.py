@@ -335,34 +335,54 @@ class DVAE(nn.Module):
         generator: torch.Generator | None = None,
         detach_own: bool = False,
         detach_own_var: bool = False,
+        block: int = 1,
     ) -> dict[str, torch.Tensor]:
         """Scheduled sampling: step through x with ``z = None`` (the prior means, as for prediction), feeding
-        back the model's own predicted mean instead of the true x_{t-1} with probability ``p_own`` per step
-        (never for the first box, the reference). ``detach_own`` stops gradients through the fed-back means;
-        ``detach_own_var`` trains the variance of steps fed with an own mean only as a weight (the variance is
-        then calibrated on true inputs, while the means still learn to run on their own outputs).
-        Returns ``nll`` (scalar, per scored valid step) and the per-step ``nll_t``, ``mean``, ``var``."""
+        back the model's own predicted mean instead of the true x_{t-1} on a fraction ``p_own`` of the steps
+        (never the first box, the reference). ``block = 1``: each step independently; ``block = K > 1``: runs of
+        1..K consecutive own-fed steps (uniform) between runs of true inputs (geometric lengths, at least one), so that the
+        model learns to predict up to K steps ahead from its own outputs.
+
+        ``detach_own`` stops gradients through the fed-back means; ``detach_own_var`` makes the variance of
+        own-fed steps a weight only (no gradient), so that it stays calibrated for true inputs while the means
+        still learn to run on the model's own outputs. Returns ``nll`` (scalar, per scored valid step) and the
+        per-step ``nll_t``, ``mean``, ``var`` and ``own`` (B, T) (input of step t was an own mean)."""
         batch, length, _ = x.shape
         state = self.init_state(batch, x.device)
         x_prev = self.x0(batch, x.device)
-        means, variances = [], []
+        means, variances, owns = [], [], []
+        where = generator.device if generator is not None else x.device
         pick = torch.zeros(batch, 1, dtype=torch.bool, device=x.device)
+        own_left = torch.zeros(batch, 1, dtype=torch.long, device=where)
+        mean_run = (block + 1) / 2
+        start_prob = min(1.0, p_own / max(mean_run * (1 - p_own), 1e-9)) if p_own < 1 else 1.0
         for t in range(length):
             mean, var, state = self.step(state, x_prev, None)
             means.append(mean)
             variances.append(torch.where(pick, var.detach(), var) if detach_own_var else var)
+            owns.append(pick)
             if p_own > 0 and t >= self.io.first_scored_step:
                 own = mean.detach() if detach_own else mean
-                where = generator.device if generator is not None else x.device
-                pick = (torch.rand(batch, 1, device=where, generator=generator) < p_own).to(x.device)
+                if block <= 1:
+                    chosen = torch.rand(batch, 1, device=where, generator=generator) < p_own
+                else:
+                    idle = (own_left == 0) & ~pick.to(where)  # a run starts after at least one true input
+                    start = idle & (torch.rand(batch, 1, device=where, generator=generator) < start_prob)
+                    runs = torch.randint(1, block + 1, (batch, 1), device=where, generator=generator)
+                    own_left = torch.where(start, runs, own_left)
+                    chosen = own_left > 0
+                    own_left = (own_left - 1).clamp(min=0)
+                pick = chosen.to(x.device)
                 x_prev = torch.where(pick, own, x[:, t])
             else:
+                pick = torch.zeros(batch, 1, dtype=torch.bool, device=x.device)
                 x_prev = x[:, t]
         mean = torch.stack(means, 1)
         var = torch.stack(variances, 1)
         weights = self._weights(x, mask)
         nll_t = self.likelihood.nll(x, mean, var)
-        return {"nll": (nll_t * weights).sum() / weights.sum().clamp(min=1), "nll_t": nll_t, "mean": mean, "var": var}
+        own = torch.cat(owns, 1)
+        return {"nll": (nll_t * weights).sum() / weights.sum().clamp(min=1), "nll_t": nll_t, "mean": mean, "var": var, "own": own}
 
     # ---------------------------------------------------------------------------------------------------------
     # checkpoints

@@ -86,6 +86,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "ss_ramp_epochs": 20,
         "ss_max": 0.5,
         "ss_detach_var": False,
+        "ss_block": 1,
         "patience": 12,
         "grad_clip": 5.0,
         "threads": 1,
@@ -314,7 +315,8 @@ def _train(config: dict, log, progress: bool, data: PriorData | None) -> TrainRe
             pred = torch.zeros((), device=device)
             if float(train_cfg["pred_weight"]) > 0:
                 pred = model.rollout_nll(
-                    x, p_own, mask, generator=generator, detach_own_var=bool(train_cfg.get("ss_detach_var", False))
+                    x, p_own, mask, generator=generator, detach_own_var=bool(train_cfg.get("ss_detach_var", False)),
+                    block=int(train_cfg.get("ss_block", 1)),
                 )["nll"]
                 loss = loss + float(train_cfg["pred_weight"]) * pred
             optimiser.zero_grad()
@@ -326,7 +328,7 @@ def _train(config: dict, log, progress: bool, data: PriorData | None) -> TrainRe
         n_batches = int(train_cfg["batches_per_epoch"])
         row = {k: v / n_batches for k, v in sums.items()}
         row.update(epoch=epoch + 1, beta=beta, p_own=p_own, lr=optimiser.param_groups[0]["lr"], seconds=time.time() - started)
-        row.update(validate(model, val_tensors, float(train_cfg["ss_max"]), seed))
+        row.update(validate(model, val_tensors, float(train_cfg["ss_max"]), seed, int(train_cfg.get("ss_block", 1))))
         history.append(row)
         score = row.get("val_score", row["loss"])
         # best model only once the schedules have reached their final values (scores are comparable then)
@@ -378,7 +380,7 @@ def _train(config: dict, log, progress: bool, data: PriorData | None) -> TrainRe
 
 
 @torch.no_grad()
-def validate(model, val_tensors, p_own: float, seed: int) -> dict:
+def validate(model, val_tensors, p_own: float, seed: int, block: int = 1) -> dict:
     """Validation NLLs: ``val_nll1`` (teacher-forced next step, z = None), ``val_score`` (scheduled sampling at
     ``p_own`` with a fixed random stream), weighted over the real and synthetic sets."""
     if not val_tensors:
@@ -389,7 +391,7 @@ def validate(model, val_tensors, p_own: float, seed: int) -> dict:
     for x, mask, weight in val_tensors:
         gen = torch.Generator(device="cpu").manual_seed(seed + 999)
         nll1 = float(model.rollout_nll(x, 0.0, mask)["nll"])
-        score = float(model.rollout_nll(x, p_own, mask, generator=gen)["nll"])
+        score = float(model.rollout_nll(x, p_own, mask, generator=gen, block=block)["nll"])
         out["val_nll1"] += weight / total_w * nll1
         out["val_score"] += weight / total_w * score
     return out
