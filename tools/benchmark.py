@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mixdvae.evaluation import COMBINED, evaluate, format_table, guess_benchmark  # noqa: E402
@@ -40,6 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="folders of sequence folders; missing ones are skipped with a note "
                              "(default: the synthetic benchmark and ../shared/data/MOT15/train)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per sequence (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for the VEM trackers (default: %(default)s: their many small "
+                             "operations run fastest on one core)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write {data_set: {entry: scores}} as JSON")
     return parser.parse_args(argv)
 
@@ -72,6 +77,7 @@ def benchmark_entry(tracker_name: str, config, sequences, data_root: Path, repea
 @guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     report = {}
     for data_root in args.data_roots:
         if data_root.resolve() != DEFAULT_DATA_ROOT and not data_root.is_dir():

@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mixdvae.evaluation import BENCHMARKS, COMBINED, evaluate, format_table, guess_benchmark  # noqa: E402
@@ -48,12 +50,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="write sequence, tracker, frames, seconds, fps (and metrics with --eval) as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for the VEM trackers (default: %(default)s: their many small "
+                             "operations run fastest on one core)")
     return parser.parse_args(argv)
 
 
 @guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     sequences = load_sequences(args.data_root, args.seq, args.detector)  # every file validated before any output
     runs = []
     for sequence in sequences:
