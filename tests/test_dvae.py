@@ -80,9 +80,10 @@ def test_one_batched_call_equals_separate_calls(name):
         torch.testing.assert_close(sv[0], step_var[b], rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("history", [1, 3])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_step_matches_teacher_forced_path(name):
-    model = make_model(name)
+def test_step_matches_teacher_forced_path(name, history):
+    model = make_model(name, history=history)
     x = trajectories(batch=3, length=11)
     # prior path (z = None in step <-> prior means in the teacher-forced pass)
     tf = model.predict_sequence(x)
@@ -101,6 +102,23 @@ def test_step_matches_teacher_forced_path(name):
     mean, var = run_steps(model, x, out["z"])
     nll = 0.5 * (math.log(2 * math.pi) + torch.log(var) + (x - mean) ** 2 / var).sum(-1)[:, 1:].mean()
     torch.testing.assert_close(nll, out["recon"], rtol=1e-4, atol=1e-5)
+
+
+def test_history_features_average_the_last_increments():
+    model = make_model("srnn", history=4)
+    io = model.io
+    assert io.feature_dim == 11
+    x = trajectories(batch=2, length=8)
+    x_prev, hist_prev, _ = io.sequence_history(x)
+    n = torch.arange(8.0).view(1, 8, 1).expand(2, 8, 1)
+    feats = io.features(x_prev, hist_prev, n)
+    scale = x_prev[..., 3:4] * io.inc_std
+    # step t = 7 (0-based): x_prev = x_7 (1-based), mean increment over x_3 .. x_7
+    expected = (x[:, 6] - x[:, 2]) / 4 / scale[:, 7]
+    torch.testing.assert_close(feats[:, 7, 4:8], expected, rtol=1e-5, atol=1e-5)
+    # step t = 3: only x_1 .. x_3 are real, so the mean runs over 2 increments
+    torch.testing.assert_close(feats[:, 3, 4:8], (x[:, 2] - x[:, 0]) / 2 / scale[:, 3], rtol=1e-5, atol=1e-5)
+    assert (feats[:, :2, :8] == 0).all()  # no increment before two real boxes
 
 
 def test_first_step_is_the_reference_guess_and_not_scored():
@@ -170,12 +188,15 @@ def test_block_scheduled_sampling_runs():
     model = make_model("srnn")
     x = trajectories(batch=400, length=40)
     with torch.no_grad():
-        out = model.rollout_nll(x, 0.5, block=6, generator=torch.Generator().manual_seed(0), detach_own_var=True)
+        out = model.rollout_nll(x, 0.5, block=6, generator=torch.Generator().manual_seed(0), own_mse_weight=1.0)
     own = out["own"].numpy()
     assert not own[:, :2].any()  # the reference box and the first true box always come from the data
     assert abs(own[:, 2:].mean() - 0.5) < 0.06
     longest = max(max((len(r) for r in "".join("1" if v else "0" for v in row).split("0")), default=0) for row in own)
     assert longest <= 6
+    with torch.no_grad():
+        teacher = model.rollout_nll(x, 0.0)
+    assert torch.isfinite(out["nll"]) and float(out["own_err"]) > 0 and float(teacher["own_err"]) == 0
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ Conventions (all models):
 * The output parameterisation (``config["param"]``) is an internal choice of the model:
 
   ``"box_increment"`` (default for 4-d boxes): the networks see the last increment ``x_{t-1} - x_{t-2}``, the
-  aspect ratio and two flags (first step / no velocity yet), all divided by the current box height
-  ``x_{t-1}[3]``, never the absolute position; they output the next increment in units of that height::
+  mean increment over the last ``config["history"]`` steps (a less noisy velocity), the aspect ratio and two
+  flags (first step / no velocity yet), all divided by the current box height ``x_{t-1}[3]``, never the
+  absolute position; they output the next increment in units of that height::
 
       mean_t = x_{t-1} + s * inc_std * d_t,   var_t = (s * inc_std)^2 * exp(l_t),   s = x_{t-1}[3]
 
@@ -62,6 +63,7 @@ BASE_DEFAULTS: dict[str, Any] = {
     "embed_dim": 32,
     "likelihood": "gaussian",
     "param": "box_increment",
+    "history": 1,  # past inputs kept in the state for the features (box_increment: mean increment over them)
     # statistics of the data the networks see (set from the training data by the trainer)
     "inc_std": [0.02, 0.015, 0.02, 0.015],  # per-frame increments of boxes, in box heights
     "aspect_mean": 0.4,
@@ -139,16 +141,46 @@ class GaussianHead(nn.Module):
 # input/output parameterisations
 
 
-class BoxIncrementIO(nn.Module):
-    """Translation- and scale-invariant features and increment outputs for boxes ``cx, cy, w, h``."""
+class _History:
+    """The last ``history`` inputs before x_{t-1}, kept in the state: ``hist[:, j] = x_{t-2-j}``."""
 
-    feature_dim = 7  # 4 increments, aspect ratio, "first step" flag, "no velocity yet" flag
+    history = 1
+
+    def init_history(self, batch_size: int, device=None) -> torch.Tensor:
+        return self.x0(batch_size, device).unsqueeze(1).repeat(1, self.history, 1)
+
+    @staticmethod
+    def push(hist: torch.Tensor, x_prev: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x_prev.unsqueeze(1), hist[:, :-1]], dim=1)
+
+    def sequence_history(self, x: torch.Tensor):
+        """Teacher-forced ``x_prev`` (B, T, D) and the histories (B, T, K, D) of x_{t-1} and of x_t."""
+        batch, length, _ = x.shape
+        k = self.history
+        xp = torch.cat([self.x0(batch, x.device).unsqueeze(1).expand(batch, k + 1, -1), x], dim=1)
+        x_prev = xp[:, k : k + length]
+        hist_prev = torch.stack([xp[:, k - 1 - j : k - 1 - j + length] for j in range(k)], dim=2)
+        hist_cur = torch.stack([xp[:, k - j : k - j + length] for j in range(k)], dim=2)
+        return x_prev, hist_prev, hist_cur
+
+
+class BoxIncrementIO(_History, nn.Module):
+    """Translation- and scale-invariant features and increment outputs for boxes ``cx, cy, w, h``.
+
+    Features of x_{t-1}: its last increment, the mean increment over the last ``history`` steps (when
+    ``history > 1``: a less noisy velocity), all in current box heights and divided by ``inc_std``; the aspect
+    ratio (standardised); flags "first step" and "no increment yet"."""
+
     first_scored_step = 1  # 0-based index of the first step the likelihood scores (x_1 is the reference)
 
     def __init__(self, config: dict):
         super().__init__()
         if config["x_dim"] != 4:
             raise ValueError("param 'box_increment' needs x_dim = 4 (cx, cy, w, h)")
+        self.history = int(config.get("history", 1))
+        if self.history < 1:
+            raise ValueError("history must be >= 1")
+        self.feature_dim = 7 + (4 if self.history > 1 else 0)
         self.register_buffer("inc_std", torch.tensor(config["inc_std"], dtype=torch.float32))
         self.register_buffer("first_var", torch.tensor(config["first_var"], dtype=torch.float32))
         self.aspect_mean = float(config["aspect_mean"])
@@ -163,14 +195,26 @@ class BoxIncrementIO(nn.Module):
     def _scale(x_prev: torch.Tensor) -> torch.Tensor:
         return x_prev[..., 3:4].clamp(min=0.05)
 
-    def features(self, x_prev: torch.Tensor, x_pp: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        """Features of ``x_{t-1}`` given ``x_{t-2}``; ``n`` (..., 1) = t - 1, the number of steps already taken."""
+    def features(self, x_prev: torch.Tensor, hist: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """Features of ``x_prev`` = x_{t-1} given ``hist`` (..., K, 4) = x_{t-2}, x_{t-3}, ...; ``n`` (..., 1) =
+        t - 1, the number of steps already taken."""
         s = self._scale(x_prev)
         has_vel = (n >= 2).to(x_prev.dtype)
         first = (n < 1).to(x_prev.dtype)
-        vel = (x_prev - x_pp) / s / self.inc_std * has_vel
+        vel = (x_prev - hist[..., 0, :]) / s / self.inc_std * has_vel
         aspect = (x_prev[..., 2:3] / s - self.aspect_mean) / self.aspect_std * (1 - first)
-        return torch.cat([vel.clamp(-50, 50), aspect.clamp(-10, 10), first, 1 - has_vel], dim=-1)
+        parts = [vel.clamp(-50, 50)]
+        if self.history > 1:
+            # mean increment over the k = min(history, t - 2) last steps (x_1 .. x_{t-1} are real)
+            k = (n - 1).clamp(min=1, max=self.history)  # (..., 1)
+            index = (k - 1).long().unsqueeze(-1).expand(*k.shape[:-1], 1, x_prev.shape[-1])
+            past = hist.gather(-2, index).squeeze(-2)
+            parts.append(((x_prev - past) / k / s / self.inc_std * has_vel).clamp(-50, 50))
+        return torch.cat([*parts, aspect.clamp(-10, 10), first, 1 - has_vel], dim=-1)
+
+    def error_scale(self, x_prev: torch.Tensor) -> torch.Tensor:
+        """Typical size of an increment after ``x_prev``: ``inc_std`` times the current box height."""
+        return self._scale(x_prev) * self.inc_std
 
     def output(self, raw_mean, raw_logvar, x_prev, n) -> tuple[torch.Tensor, torch.Tensor]:
         s = self._scale(x_prev) * self.inc_std
@@ -183,7 +227,7 @@ class BoxIncrementIO(nn.Module):
         return mean, var
 
 
-class DirectIO(nn.Module):
+class DirectIO(_History, nn.Module):
     """Standardised ``x`` in, standardised ``x`` out (no structural assumption on the data)."""
 
     first_scored_step = 0
@@ -201,9 +245,12 @@ class DirectIO(nn.Module):
     def x0(self, batch_size: int, device=None) -> torch.Tensor:
         return self.x_mean.to(device).expand(batch_size, -1).clone()
 
-    def features(self, x_prev, x_pp, n) -> torch.Tensor:
+    def features(self, x_prev, hist, n) -> torch.Tensor:
         first = (n < 1).to(x_prev.dtype)
         return (x_prev - self.x_mean) / self.x_std * (1 - first)
+
+    def error_scale(self, x_prev: torch.Tensor) -> torch.Tensor:
+        return self.x_std.expand_as(x_prev)
 
     def output(self, raw_mean, raw_logvar, x_prev, n):
         mean = self.x_mean + self.x_std * raw_mean
@@ -275,14 +322,12 @@ class DVAE(nn.Module):
     # whole sequences
 
     def _sequence_inputs(self, x: torch.Tensor):
-        """Teacher-forced inputs: ``x_{t-1}``, ``x_{t-2}``, ``n = t - 1`` and the features of x_{t-1} and of x_t."""
+        """Teacher-forced inputs: ``x_{t-1}``, ``n = t - 1`` and the features of x_{t-1} and of x_t."""
         batch, length, _ = x.shape
-        x0 = self.x0(batch, x.device).unsqueeze(1)
-        x_prev = torch.cat([x0, x[:, :-1]], dim=1)
-        x_pp = torch.cat([x0, x_prev[:, :-1]], dim=1)
+        x_prev, hist_prev, hist_cur = self.io.sequence_history(x)
         n = torch.arange(length, device=x.device, dtype=x.dtype).view(1, length, 1).expand(batch, length, 1)
-        feat_prev = self.io.features(x_prev, x_pp, n)
-        feat_cur = self.io.features(x, x_prev, n + 1)
+        feat_prev = self.io.features(x_prev, hist_prev, n)
+        feat_cur = self.io.features(x, hist_cur, n + 1)
         return x_prev, n, feat_prev, feat_cur
 
     def _run(self, x: torch.Tensor, z: torch.Tensor | None, use_posterior: bool, sample: bool, generator=None, lengths=None):
@@ -334,23 +379,28 @@ class DVAE(nn.Module):
         mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         detach_own: bool = False,
-        detach_own_var: bool = False,
+        own_mse_weight: float | None = None,
         block: int = 1,
     ) -> dict[str, torch.Tensor]:
         """Scheduled sampling: step through x with ``z = None`` (the prior means, as for prediction), feeding
         back the model's own predicted mean instead of the true x_{t-1} on a fraction ``p_own`` of the steps
         (never the first box, the reference). ``block = 1``: each step independently; ``block = K > 1``: runs of
-        1..K consecutive own-fed steps (uniform) between runs of true inputs (geometric lengths, at least one), so that the
-        model learns to predict up to K steps ahead from its own outputs.
+        1..K consecutive own-fed steps (uniform) between runs of true inputs (geometric lengths, at least one),
+        so that the model learns to predict up to K steps ahead from its own outputs.
 
-        ``detach_own`` stops gradients through the fed-back means; ``detach_own_var`` makes the variance of
-        own-fed steps a weight only (no gradient), so that it stays calibrated for true inputs while the means
-        still learn to run on the model's own outputs. Returns ``nll`` (scalar, per scored valid step) and the
-        per-step ``nll_t``, ``mean``, ``var`` and ``own`` (B, T) (input of step t was an own mean)."""
+        Loss per scored step: the Gaussian NLL of x_t. With ``own_mse_weight = w``, steps whose input was an own
+        mean are scored instead by ``w * 0.5 * sum(((x_t - mean_t) / scale)^2)``, ``scale`` the typical
+        increment (``inc_std`` times the box height): the means learn to run on their own outputs while the
+        variance is trained on true inputs only (calibrated for them, as in the next-box likelihood).
+        ``detach_own`` stops gradients through the fed-back means.
+
+        Returns ``nll`` (the loss, scalar, per scored valid step), ``nll1`` (mean NLL of the true-fed steps),
+        ``own_err`` (mean scaled squared error of the own-fed steps) and per step ``nll_t``, ``mean``, ``var``,
+        ``own`` (B, T: the input of step t was an own mean)."""
         batch, length, _ = x.shape
         state = self.init_state(batch, x.device)
         x_prev = self.x0(batch, x.device)
-        means, variances, owns = [], [], []
+        means, variances, owns, scales = [], [], [], []
         where = generator.device if generator is not None else x.device
         pick = torch.zeros(batch, 1, dtype=torch.bool, device=x.device)
         own_left = torch.zeros(batch, 1, dtype=torch.long, device=where)
@@ -359,8 +409,9 @@ class DVAE(nn.Module):
         for t in range(length):
             mean, var, state = self.step(state, x_prev, None)
             means.append(mean)
-            variances.append(torch.where(pick, var.detach(), var) if detach_own_var else var)
+            variances.append(var)
             owns.append(pick)
+            scales.append(self.io.error_scale(x_prev).detach())
             if p_own > 0 and t >= self.io.first_scored_step:
                 own = mean.detach() if detach_own else mean
                 if block <= 1:
@@ -379,10 +430,21 @@ class DVAE(nn.Module):
                 x_prev = x[:, t]
         mean = torch.stack(means, 1)
         var = torch.stack(variances, 1)
+        own = torch.cat(owns, 1)
         weights = self._weights(x, mask)
         nll_t = self.likelihood.nll(x, mean, var)
-        own = torch.cat(owns, 1)
-        return {"nll": (nll_t * weights).sum() / weights.sum().clamp(min=1), "nll_t": nll_t, "mean": mean, "var": var, "own": own}
+        err_t = 0.5 * (((x - mean) / torch.stack(scales, 1)) ** 2).sum(-1)
+        true_w, own_w = weights * (~own), weights * own
+        loss_t = nll_t if own_mse_weight is None else torch.where(own, own_mse_weight * err_t, nll_t)
+        return {
+            "nll": (loss_t * weights).sum() / weights.sum().clamp(min=1),
+            "nll1": (nll_t * true_w).sum() / true_w.sum().clamp(min=1),
+            "own_err": (err_t * own_w).sum() / own_w.sum().clamp(min=1),
+            "nll_t": nll_t,
+            "mean": mean,
+            "var": var,
+            "own": own,
+        }
 
     # ---------------------------------------------------------------------------------------------------------
     # checkpoints

@@ -35,11 +35,11 @@ class DKF(DVAE):
         self.post_z = GaussianHead(h_dim + z_dim, dense, z_dim, cfg["z_logvar_range"])
 
     def init_state(self, batch_size: int, device=None):
-        """``(z_prev, x_pp, n)``: previous latent, x_{t-2}, number of steps taken."""
+        """``(z_prev, hist, n)``: previous latent, past inputs (x_{t-2}, ...), steps taken."""
         device = device if device is not None else self.device
         return (
             torch.zeros(batch_size, self.config["z_dim"], device=device),
-            self.x0(batch_size, device),
+            self.io.init_history(batch_size, device),
             self._counter(batch_size, device),
         )
 
@@ -54,12 +54,12 @@ class DKF(DVAE):
         return self.io.output(raw_mean, raw_logvar, x_prev, n)
 
     def step(self, state, x_prev, z=None):
-        z_prev, x_pp, n = state
+        z_prev, hist, n = state
         x_prev, z = self._cast(x_prev, z)
-        p_mean, _ = self._prior(z_prev, self.embed_x(self.io.features(x_prev, x_pp, n)))
+        p_mean, _ = self._prior(z_prev, self.embed_x(self.io.features(x_prev, hist, n)))
         z = p_mean if z is None else z
         mean, var = self._decode(z, x_prev, n)
-        return mean, var, (z, x_prev, n + 1)
+        return mean, var, (z, self.io.push(hist, x_prev), n + 1)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape

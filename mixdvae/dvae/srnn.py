@@ -35,7 +35,7 @@ class SRNN(DVAE):
         self.post_z = GaussianHead(h_dim + z_dim, dense, z_dim, cfg["z_logvar_range"])
 
     def init_state(self, batch_size: int, device=None):
-        """``(h, c, z_prev, x_pp, n)``: LSTM state, previous latent, x_{t-2}, number of steps taken."""
+        """``(h, c, z_prev, hist, n)``: LSTM state, previous latent, past inputs (x_{t-2}, ...), steps taken."""
         device = device if device is not None else self.device
         h_dim, z_dim = self.config["h_dim"], self.config["z_dim"]
         zeros = torch.zeros
@@ -43,7 +43,7 @@ class SRNN(DVAE):
             zeros(batch_size, h_dim, device=device),
             zeros(batch_size, h_dim, device=device),
             zeros(batch_size, z_dim, device=device),
-            self.x0(batch_size, device),
+            self.io.init_history(batch_size, device),
             self._counter(batch_size, device),
         )
 
@@ -52,14 +52,14 @@ class SRNN(DVAE):
         return self.io.output(raw_mean, raw_logvar, x_prev, n)
 
     def step(self, state, x_prev, z=None):
-        h, c, z_prev, x_pp, n = state
+        h, c, z_prev, hist, n = state
         x_prev, z = self._cast(x_prev, z)
-        e = self.embed_x(self.io.features(x_prev, x_pp, n))
+        e = self.embed_x(self.io.features(x_prev, hist, n))
         h_new, c_new = lstm_cell(self.rnn, e, h, c)
         if z is None:
             z, _ = self.prior_z(torch.cat([h_new, z_prev], -1))
         mean, var = self._decode(h_new, z, x_prev, n)
-        return mean, var, (h_new, c_new, z, x_prev, n + 1)
+        return mean, var, (h_new, c_new, z, self.io.push(hist, x_prev), n + 1)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape

@@ -11,11 +11,13 @@ optimisation schedule. The objective, per batch of windows x (model coordinates,
   None``): at every step the model receives its own previous mean instead of the true box with probability
   ``p_own``, which ramps from 0 to ``train.ss_max`` between ``ss_start_epoch`` and ``ss_start_epoch +
   ss_ramp_epochs``. Gradients flow through the fed-back means, so multi-step errors are trained directly.
-  With ``train.ss_detach_var``, the variances of steps fed with an own mean only weigh the errors (no
-  gradient), so the predictive variance stays calibrated for true inputs.
+  ``train.ss_block = K`` feeds own means in runs of 1..K steps (K-step-ahead prediction is trained directly);
+  with ``train.ss_mse_weight = w`` the own-fed steps are scored by ``w`` times a squared error in units of the
+  typical increment instead of the NLL, so that the predictive variance is trained on true inputs only and
+  stays calibrated for them (see :meth:`mixdvae.dvae.base.DVAE.rollout_nll`).
 
-Early stopping watches ``val_score`` = NLL_ss on the validation windows with ``p_own = ss_max`` and a fixed
-random stream (so it is comparable across epochs); the best weights are kept and saved. Everything is seeded
+Early stopping watches ``val_score`` = the same NLL_ss on the validation windows with ``p_own = ss_max`` and a
+fixed random stream (so it is comparable across epochs); the best weights are kept and saved. Everything is seeded
 (``seed``); the data statistics the models use (``inc_std``, aspect ratio) are measured on the training windows
 and written into the model config.
 """
@@ -47,6 +49,10 @@ from . import MODELS, PRIORS_DIR
 from .cv import CVParams, fit_cv
 
 REPO_ROOT = PRIORS_DIR.parents[1]
+
+# Version of the training recipe beyond the config (data generators, objective, model code): bump it whenever a
+# change alters what a config trains, so that cached models (tools/eval_prior.py's fold models) are retrained.
+RECIPE_VERSION = "2"
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
@@ -85,7 +91,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "ss_start_epoch": 5,
         "ss_ramp_epochs": 20,
         "ss_max": 0.5,
-        "ss_detach_var": False,
+        "ss_mse_weight": None,
         "ss_block": 1,
         "patience": 12,
         "grad_clip": 5.0,
@@ -315,7 +321,7 @@ def _train(config: dict, log, progress: bool, data: PriorData | None) -> TrainRe
             pred = torch.zeros((), device=device)
             if float(train_cfg["pred_weight"]) > 0:
                 pred = model.rollout_nll(
-                    x, p_own, mask, generator=generator, detach_own_var=bool(train_cfg.get("ss_detach_var", False)),
+                    x, p_own, mask, generator=generator, own_mse_weight=train_cfg.get("ss_mse_weight"),
                     block=int(train_cfg.get("ss_block", 1)),
                 )["nll"]
                 loss = loss + float(train_cfg["pred_weight"]) * pred
@@ -328,7 +334,8 @@ def _train(config: dict, log, progress: bool, data: PriorData | None) -> TrainRe
         n_batches = int(train_cfg["batches_per_epoch"])
         row = {k: v / n_batches for k, v in sums.items()}
         row.update(epoch=epoch + 1, beta=beta, p_own=p_own, lr=optimiser.param_groups[0]["lr"], seconds=time.time() - started)
-        row.update(validate(model, val_tensors, float(train_cfg["ss_max"]), seed, int(train_cfg.get("ss_block", 1))))
+        row.update(validate(model, val_tensors, float(train_cfg["ss_max"]), seed, int(train_cfg.get("ss_block", 1)),
+                            train_cfg.get("ss_mse_weight")))
         history.append(row)
         score = row.get("val_score", row["loss"])
         # best model only once the schedules have reached their final values (scores are comparable then)
@@ -359,6 +366,7 @@ def _train(config: dict, log, progress: bool, data: PriorData | None) -> TrainRe
     seconds = time.time() - started
     model.meta = {
         "trained_by": "tools/train_prior.py",
+        "recipe_version": RECIPE_VERSION,
         "train_config": config,
         "data": data.describe(),
         "best_epoch": best[1],
@@ -380,20 +388,22 @@ def _train(config: dict, log, progress: bool, data: PriorData | None) -> TrainRe
 
 
 @torch.no_grad()
-def validate(model, val_tensors, p_own: float, seed: int, block: int = 1) -> dict:
-    """Validation NLLs: ``val_nll1`` (teacher-forced next step, z = None), ``val_score`` (scheduled sampling at
-    ``p_own`` with a fixed random stream), weighted over the real and synthetic sets."""
+def validate(model, val_tensors, p_own: float, seed: int, block: int = 1, mse_weight: float | None = None) -> dict:
+    """Validation, weighted over the real and synthetic sets: ``val_nll1`` (teacher-forced next-step NLL,
+    z = None), ``val_own_err`` (scaled squared error of own-fed steps) and ``val_score`` (the scheduled-sampling
+    objective at ``p_own``, with a fixed random stream)."""
     if not val_tensors:
         return {}
     model.eval()
     total_w = sum(w for *_, w in val_tensors)
-    out = {"val_nll1": 0.0, "val_score": 0.0}
+    out = {"val_nll1": 0.0, "val_own_err": 0.0, "val_score": 0.0}
     for x, mask, weight in val_tensors:
         gen = torch.Generator(device="cpu").manual_seed(seed + 999)
-        nll1 = float(model.rollout_nll(x, 0.0, mask)["nll"])
-        score = float(model.rollout_nll(x, p_own, mask, generator=gen, block=block)["nll"])
-        out["val_nll1"] += weight / total_w * nll1
-        out["val_score"] += weight / total_w * score
+        teacher = model.rollout_nll(x, 0.0, mask)
+        sched = model.rollout_nll(x, p_own, mask, generator=gen, block=block, own_mse_weight=mse_weight)
+        out["val_nll1"] += weight / total_w * float(teacher["nll"])
+        out["val_own_err"] += weight / total_w * float(sched["own_err"])
+        out["val_score"] += weight / total_w * float(sched["nll"])
     return out
 
 
@@ -405,11 +415,13 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> None:
 
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("loss", "train loss"), ("recon", "train -log p(x|z)"), ("pred", "train NLL (sched. sampling)")):
+    for key, label in (("loss", "train loss"), ("recon", "train -log p(x|z)"), ("pred", "train prediction loss (sched. sampling)")):
         axes[0].plot(epochs, [row[key] for row in history], label=label)
     if "val_score" in history[0]:
-        axes[0].plot(epochs, [row["val_score"] for row in history], label="val NLL (sched. sampling)")
+        axes[0].plot(epochs, [row["val_score"] for row in history], label="val prediction loss (early stopping)")
         axes[0].plot(epochs, [row["val_nll1"] for row in history], label="val NLL (next step)")
+        if "val_own_err" in history[0]:
+            axes[0].plot(epochs, [row["val_own_err"] for row in history], label="val own-fed scaled sq. error")
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("nats per step (model units)")
     axes[0].legend()

@@ -33,14 +33,14 @@ class VRNN(DVAE):
         self.decoder = nn.Sequential(nn.Linear(h_dim + embed, dense), nn.Tanh(), nn.Linear(dense, 2 * x_dim))
 
     def init_state(self, batch_size: int, device=None):
-        """``(h, c, z_prev, x_pp, n)``: LSTM state, previous latent, x_{t-2}, number of steps taken."""
+        """``(h, c, z_prev, hist, n)``: LSTM state, previous latent, past inputs (x_{t-2}, ...), steps taken."""
         device = device if device is not None else self.device
         h_dim, z_dim = self.config["h_dim"], self.config["z_dim"]
         return (
             torch.zeros(batch_size, h_dim, device=device),
             torch.zeros(batch_size, h_dim, device=device),
             torch.zeros(batch_size, z_dim, device=device),
-            self.x0(batch_size, device),
+            self.io.init_history(batch_size, device),
             self._counter(batch_size, device),
         )
 
@@ -53,13 +53,13 @@ class VRNN(DVAE):
         return self.io.output(raw_mean, raw_logvar, x_prev, n)
 
     def step(self, state, x_prev, z=None):
-        h, c, z_prev, x_pp, n = state
+        h, c, z_prev, hist, n = state
         x_prev, z = self._cast(x_prev, z)
-        h, c = self._advance(h, c, z_prev, self.io.features(x_prev, x_pp, n))
+        h, c = self._advance(h, c, z_prev, self.io.features(x_prev, hist, n))
         if z is None:
             z, _ = self.prior_z(h)
         mean, var = self._decode(h, z, x_prev, n)
-        return mean, var, (h, c, z, x_prev, n + 1)
+        return mean, var, (h, c, z, self.io.push(hist, x_prev), n + 1)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape
