@@ -26,13 +26,10 @@ def cxcywh_to_xywh(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([boxes[..., :2] - boxes[..., 2:4] / 2, boxes[..., 2:4]], axis=-1)
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU between every box of ``a`` (N, 4) and every box of ``b`` (M, 4), both ``x, y, w, h``.
-
-    Returns an (N, M) array; empty inputs give an empty matrix of the right shape.
-    """
-    a = xywh_to_xyxy(np.asarray(a, dtype=float).reshape(-1, 4))[:, None, :]  # (N, 1, 4)
-    b = xywh_to_xyxy(np.asarray(b, dtype=float).reshape(-1, 4))[None, :, :]  # (1, M, 4)
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise IoU of boxes ``x, y, w, h`` (..., 4), broadcasting the leading axes; 0 for empty boxes."""
+    a = xywh_to_xyxy(a)
+    b = xywh_to_xyxy(b)
     inter_w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     inter_h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = inter_w * inter_h
@@ -40,3 +37,13 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
     union = area_a + area_b - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU between every box of ``a`` (N, 4) and every box of ``b`` (M, 4), both ``x, y, w, h``.
+
+    Returns an (N, M) array; empty inputs give an empty matrix of the right shape.
+    """
+    a = np.asarray(a, dtype=float).reshape(-1, 4)
+    b = np.asarray(b, dtype=float).reshape(-1, 4)
+    return iou(a[:, None, :], b[None, :, :])

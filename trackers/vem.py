@@ -48,10 +48,14 @@ class VEMTracker(Tracker):
         max_iter, min_iter: VEM iterations after the filtering pass (at most, at least).
         tol, tol_mean: convergence thresholds on the change of eta and of the means (in box heights).
         init_std: std of the initial boxes, in units of the detection noise.
+        exclusive: Sinkhorn normalisations of E-W (a soft one-to-one assignment; 0 = off), see
+            :class:`mixdvae.vem.VEMConfig`.
+        var_cap: bound on the sources' predictive variance in the first assignment, in units of the detection
+            noise (None: unbounded), see :class:`mixdvae.vem.VEMConfig`.
         min_score: detections below this score are ignored.
         device: ``"cpu"`` or ``"cuda"``.
         max_buffer: frames kept by :meth:`update` in the fixed-source mode.
-        window, hop, birth_score, birth_frames, birth_iou, observed_mass, max_gap, max_age: whole-sequence
+        window, hop, birth_score, birth_frames, birth_iou, observed_mass, max_gap, max_age, merge_iou: whole-sequence
             tracking (``num_sources=None``), see :class:`mixdvae.vem.tracking.WindowConfig`; durations in
             seconds.
     """
@@ -75,6 +79,8 @@ class VEMTracker(Tracker):
         tol: float = 1e-3,
         tol_mean: float = 1e-2,
         init_std: float = 1.0,
+        exclusive: int = 0,
+        var_cap: float | None = None,
         min_score: float = -np.inf,
         device: str = "cpu",
         max_buffer: int = 300,
@@ -86,6 +92,7 @@ class VEMTracker(Tracker):
         observed_mass: float = 0.5,
         max_gap: float = 0.2,
         max_age: float = 1.0,
+        merge_iou: float = 0.6,
     ):
         if num_sources is not None and num_sources < 1:
             raise ValueError(f"num_sources must be a positive integer or None, got {num_sources}")
@@ -104,6 +111,8 @@ class VEMTracker(Tracker):
             tol=tol,
             tol_mean=tol_mean,
             init_std=init_std,
+            exclusive=exclusive,
+            var_cap=var_cap,
         )
         self.min_score = min_score
         self.device = torch.device(device)
@@ -111,6 +120,7 @@ class VEMTracker(Tracker):
         self.window_config = WindowConfig(
             window=window, hop=hop, min_score=min_score, birth_score=birth_score, birth_frames=birth_frames,
             birth_iou=birth_iou, observed_mass=observed_mass, max_gap=max_gap, max_age=max_age,
+            merge_iou=merge_iou,
         )
         self.last_result = None
         self._prior: TrajectoryPrior | None = None

@@ -41,13 +41,16 @@ def assignment_logits(
     log_clutter_density: torch.Tensor,
     temperature: float = 1.0,
     predictive: bool = False,
+    var_cap: float | None = None,
 ) -> torch.Tensor:
     """Unnormalised log eta (B, T, K, N + 1).
 
     For n >= 1: ``log pi_n + temperature * (log N(o_tk; m_tn, Phi_tk) - tr(Phi_tk^-1 V_tn) / 2)`` with
     ``pi_n = (1 - pi_0) / N_alive(t)``; for the clutter class: ``log pi_0 + log_clutter_density``.
     With ``predictive=True`` the source term is the predictive likelihood ``log N(o_tk; m_tn, Phi_tk + V_tn)``
-    instead (used by the first, filtering pass where ``mean``/``var`` are one-step predictions).
+    instead (used by the first, filtering pass where ``mean``/``var`` are one-step predictions); ``var_cap = c``
+    bounds ``V_tn`` there by ``c Phi_tk``, so that a source unobserved for a while (large V) does not claim
+    detections far from its prediction (in a crowd: a neighbour's).
 
     ``mean``/``var`` may cover a sub-range of frames: their T must equal that of ``obs``.
     """
@@ -56,7 +59,7 @@ def assignment_logits(
     m = mean.transpose(1, 2).unsqueeze(2)  # (B, T, 1, N, 4)
     v = var.transpose(1, 2).unsqueeze(2)
     if predictive:
-        s = p + v
+        s = p + (v if var_cap is None else torch.minimum(v, var_cap * p))
         ll = -0.5 * (((o - m) ** 2 / s).sum(-1) + torch.log(s).sum(-1) + 4 * LOG_2PI)
     else:
         log_det = torch.log(phi).sum(-1, keepdim=True)  # (B, T, K, 1)
@@ -71,11 +74,25 @@ def assignment_logits(
     return torch.cat([clutter, src], dim=-1)
 
 
-def normalise(logits: torch.Tensor, obs_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def normalise(logits: torch.Tensor, obs_mask: torch.Tensor, exclusive: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """eta (B, T, K, N + 1) from the logits, zero on padded detections, and the per-window log marginal
-    likelihood of the detections under the current q(s) (B,)."""
+    likelihood of the detections under the current q(s) (B,).
+
+    ``exclusive = n > 0`` runs n alternating normalisations (Sinkhorn) that bring each source's total mass in a
+    frame down to at most one detection, while every detection's row still sums to one (the clutter column
+    absorbs the excess): a soft one-to-one assignment. The model's assignment lets one source explain several
+    detections, so in a crowd a source whose target is hidden spreads over its neighbours and drifts to them.
+    """
     log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
-    eta = torch.exp(logits - log_norm) * obs_mask.unsqueeze(-1)
+    log_eta = logits - log_norm
+    if exclusive > 0:
+        real = obs_mask.unsqueeze(-1)
+        for _ in range(exclusive):
+            src = log_eta[..., 1:]
+            excess = torch.logsumexp(src.masked_fill(~real, float("-inf")), dim=2, keepdim=True).clamp_min(0.0)
+            log_eta = torch.cat([log_eta[..., :1], src - excess], dim=-1)
+            log_eta = log_eta - torch.logsumexp(log_eta, dim=-1, keepdim=True)
+    eta = torch.exp(log_eta) * obs_mask.unsqueeze(-1)
     loglik = (log_norm.squeeze(-1) * obs_mask).sum(dim=(1, 2))
     return eta, loglik
 

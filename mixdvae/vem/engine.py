@@ -121,6 +121,11 @@ class VEMConfig:
         tol: convergence threshold on the largest change of eta between two iterations.
         tol_mean: convergence threshold on the largest change of the posterior means, in box heights.
         init_std: standard deviation of the initial boxes as a multiple of Phi's (r w, r h).
+        exclusive: Sinkhorn normalisations making E-W a soft one-to-one assignment (each source explains at
+            most one detection's worth of mass per frame, see :func:`mixdvae.vem.assign.normalise`); 0 = the
+            model's independent assignment of each detection.
+        var_cap: bound on a source's predictive variance in the filtering pass's assignment, as a multiple of
+            the detection noise Phi (None: no bound), see :func:`mixdvae.vem.assign.assignment_logits`.
         dtype: floating type of the engine (float64 by default; the DVAE runs in float32 anyway).
     """
 
@@ -138,6 +143,8 @@ class VEMConfig:
     tol: float = 1e-3
     tol_mean: float = 1e-2
     init_std: float = 1.0
+    exclusive: int = 0
+    var_cap: float | None = None
     dtype: torch.dtype = torch.float64
 
 
@@ -187,8 +194,9 @@ def run_vem(inp: VEMInput, prior: TrajectoryPrior, config: VEMConfig | None = No
         logits = assignment_logits(
             obs[:, t : t + 1], phi[:, t : t + 1], pred_m.unsqueeze(2), pred_v.unsqueeze(2),
             source_mask[:, :, t : t + 1], log_pi_init, log_density, cfg.temperature, predictive=True,
+            var_cap=cfg.var_cap,
         )
-        eta_t, ll = normalise(logits, obs_mask[:, t : t + 1])
+        eta_t, ll = normalise(logits, obs_mask[:, t : t + 1], cfg.exclusive)
         etas[t] = eta_t
         lls = lls + ll
         w = eta_t[:, 0, :, 1:]  # (B, K, N)
@@ -237,7 +245,7 @@ def run_vem(inp: VEMInput, prior: TrajectoryPrior, config: VEMConfig | None = No
         new_m, new_v = prior.estimate(sub, fixed, (m, v))
         # E-W
         logits = assignment_logits(o, phi_a, new_m, new_v, sm, torch.log(pi_a), take(log_density), cfg.temperature)
-        new_e, ll = normalise(logits, om)
+        new_e, ll = normalise(logits, om, cfg.exclusive)
         d_eta = (new_e - e).abs().amax(dim=(1, 2, 3))
         d_mean = (((new_m - m) / hgt).abs() * sm.unsqueeze(-1)).amax(dim=(1, 2, 3))
         # write back

@@ -28,11 +28,12 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from mixdvae.boxes import cxcywh_to_xywh, iou_matrix, xywh_to_cxcywh
+from mixdvae.boxes import cxcywh_to_xywh, iou, iou_matrix, xywh_to_cxcywh
 from mixdvae.mot import Sequence
 from mixdvae.vem.engine import VEMConfig, VEMInput, run_vem
 from mixdvae.vem.priors import TrajectoryPrior
 
+VELOCITY_SECONDS = 0.3
 
 @dataclass
 class WindowConfig:
@@ -48,6 +49,8 @@ class WindowConfig:
         observed_mass: assignment mass above which a source counts as observed in a frame.
         max_gap: longest unobserved stretch (seconds) bridged in the output (an occlusion).
         max_age: a source unobserved for longer than this (seconds) dies.
+        merge_iou: two sources overlapping with this mean IoU over a window's final frames track the same
+            target: the weaker one is removed (see :func:`duplicates`).
         min_window_frames: lower bound of W in frames (low frame rates).
     """
 
@@ -60,6 +63,7 @@ class WindowConfig:
     observed_mass: float = 0.5
     max_gap: float = 0.3
     max_age: float = 1.0
+    merge_iou: float = 0.6
     min_window_frames: int = 8
 
     def frames(self, frame_rate: float) -> tuple[int, int, int, int]:
@@ -93,6 +97,7 @@ class WindowedTracking:
         self.device = torch.device(device)
         self.image_size = image_size
         self.window, self.hop, self.max_gap, self.max_age = config.frames(frame_rate)
+        self.velocity_frames = max(1, int(round(VELOCITY_SECONDS * frame_rate)))
         self.area = float(image_size[0]) * float(image_size[1])
         self.frames: list[np.ndarray] = []
         self.finalised = 0
@@ -171,6 +176,8 @@ class WindowedTracking:
         frames = np.arange(length)
         mass = eta[:, :, 1:].sum(axis=1).T  # (N, T) assignment mass per source and frame
         observed = (mass >= self.cfg.observed_mass) & (frames[None, :] >= starts[:, None])
+        duplicate = duplicates(mean[:, :final], frames[None, :final] >= starts[:, None], self.cfg.merge_iou)
+        observed[duplicate] = False
         report = bridged(observed, self.last_seen - start, self.max_gap)
         report = (report & (frames[None, :] >= starts[:, None]))[:, :final]
         n_idx, t_idx = np.nonzero(report)
@@ -181,13 +188,40 @@ class WindowedTracking:
         self.last_seen = np.where(seen_final >= 0, start + seen_final, self.last_seen)
         handover = min(final, length - 1)
         self.init = mean[:, handover]
-        self.velocity = mean[:, handover] - mean[:, handover - 1] if handover > 0 else np.zeros_like(self.init)
+        self.velocity = handover_velocity(mean, starts, handover, self.velocity_frames)
         width, height = self.image_size
         inside = (self.init[:, 0] >= 0) & (self.init[:, 0] <= width) & (self.init[:, 1] >= 0) & (self.init[:, 1] <= height)
         recent = start + final - self.last_seen <= self.max_age
-        alive = inside & recent & np.isfinite(self.init).all(axis=1)
+        alive = inside & recent & ~duplicate & np.isfinite(self.init).all(axis=1)
         self.ids, self.init, self.last_seen = self.ids[alive], self.init[alive], self.last_seen[alive]
         self.velocity = self.velocity[alive]
+
+
+def handover_velocity(mean: np.ndarray, starts: np.ndarray, handover: int, frames: int) -> np.ndarray:
+    """(N, 4) velocities (pixels per frame) at window frame ``handover``: the mean increment of the posterior
+    means over the last ``frames`` frames (fewer for sources born since; zero for sources born there). A
+    one-frame difference is too noisy at crossings, and a wrong velocity handed over cannot be undone by the
+    next window, whose sources start from it."""
+    span = np.clip(handover - starts, 0, frames)  # (N,)
+    past = mean[np.arange(len(mean)), handover - span]  # (N, 4)
+    return (mean[:, handover] - past) / np.maximum(span, 1)[:, None]
+
+
+def duplicates(mean: np.ndarray, alive: np.ndarray, merge_iou: float) -> np.ndarray:
+    """(N,) bool: sources that duplicate an older one over these frames and must go.
+
+    Two sources whose boxes overlap with a mean IoU of at least ``merge_iou`` over the frames where both are
+    alive follow the same target (a birth on a late or partial detection, or two sources that converged on one
+    person); the younger one goes, so the target keeps its established identity.
+
+    Args:
+        mean: (N, T, 4) posterior boxes ``cx, cy, w, h``, sources ordered from oldest to youngest.
+        alive: (N, T) bool.
+    """
+    boxes = cxcywh_to_xywh(mean)
+    both = alive[:, None, :] & alive[None, :, :]  # (N, N, T)
+    overlap = (iou(boxes[:, None], boxes[None, :]) * both).sum(-1) / np.maximum(both.sum(-1), 1)
+    return np.triu(overlap >= merge_iou, k=1).any(axis=0)  # column j: overlaps an older source i < j
 
 
 def bridged(observed: np.ndarray, last_seen: np.ndarray, max_gap: int) -> np.ndarray:
