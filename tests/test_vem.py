@@ -415,3 +415,42 @@ def test_from_config_accepts_base_and_prior_parameters(tmp_path):
     assert tracker.config.max_iter == 5 and tracker.prior_args["accel_std"] == 0.003
     with pytest.raises(ValueError, match="unknown parameter"):
         make_tracker("vkf", None, no_such_thing=1)
+
+
+def _crowded_logits(seed=3):
+    """Logits (1, 2, 4, 3): four detections, two sources and clutter, source 1 favoured by every detection."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(1, 2, 4, 3, generator=g, dtype=torch.float64)
+    logits[..., 1] += 4.0
+    mask = torch.ones(1, 2, 4, dtype=torch.bool)
+    mask[0, 1, 3] = False  # a padded slot
+    return logits, mask
+
+
+def test_exclusive_assignment_gives_each_source_at_most_one_detection():
+    logits, mask = _crowded_logits()
+    free, ll_free = normalise(logits, mask)
+    assert free[..., 1].sum(dim=2).max() > 2.0  # the model's assignment: source 1 takes several detections
+    eta, ll = normalise(logits, mask, exclusive=30)
+    assert torch.allclose(eta.sum(-1)[mask], torch.ones(()).double())
+    assert (eta[~mask] == 0).all()
+    assert eta[..., 1:].sum(dim=2).max() <= 1.0 + 1e-6  # per frame and source
+    assert eta[..., 0].sum() > free[..., 0].sum()  # the excess went to clutter
+    assert torch.equal(ll, ll_free)
+
+
+def test_var_cap_bounds_the_predictive_variance_in_units_of_the_detection_noise():
+    inp, truth = random_batch(B=1, N=2, T=1, K=3)
+    phi = detection_noise(inp.obs, torch.full((1, 4), 0.1, dtype=torch.float64))
+    var = torch.full_like(truth, 1e6)  # sources unobserved for long: hugely uncertain
+    args = (torch.log(torch.tensor([0.01], dtype=torch.float64)), torch.tensor([-24.0], dtype=torch.float64))
+    capped = assignment_logits(inp.obs, phi, truth, var, inp.source_mask, *args, predictive=True, var_cap=4.0)
+    # the same as a variance of exactly 4 Phi for every detection-source pair
+    o, p, m = inp.obs[:, :, :, None], phi[:, :, :, None], truth.transpose(1, 2)[:, :, None]
+    s = 5.0 * p
+    expected = -0.5 * (((o - m) ** 2 / s).sum(-1) + torch.log(s).sum(-1) + 4 * math.log(2 * math.pi))
+    expected = expected + math.log(0.99 / 2)
+    mask = inp.obs_mask[0, 0]
+    assert torch.allclose(capped[0, 0, mask, 1:], expected[0, 0, mask])
+    free = assignment_logits(inp.obs, phi, truth, var, inp.source_mask, *args, predictive=True)
+    assert (free[0, 0, mask, 1:] < capped[0, 0, mask, 1:]).all()  # unbounded: the sources claim nothing

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mixdvae.vem import ConstantVelocityPrior, VEMConfig
-from mixdvae.vem.tracking import WindowConfig, WindowedTracking, bridged
+from mixdvae.vem.tracking import WindowConfig, WindowedTracking, bridged, duplicates, handover_velocity
 from tests.conftest import make_sequence, walk
 
 VEM = VEMConfig(max_iter=5, update_r=False, r=0.1)
@@ -98,3 +98,27 @@ def test_bridged_fills_only_short_gaps_between_observations():
     assert report[0].astype(int).tolist() == [1, 1, 1, 1, 0, 0, 0, 0, 1, 0]
     carried = bridged(np.array([[0, 0, 1, 0]], dtype=bool), np.array([-1]), max_gap=2)
     assert carried[0].astype(int).tolist() == [1, 1, 1, 0]  # gap from the previous window's last observation
+
+
+def test_duplicates_removes_the_younger_of_two_sources_on_one_target():
+    t = np.arange(6)
+    target = np.stack([100 + 4 * t, 200 + 0 * t, 40 + 0 * t, 100 + 0 * t], axis=1).astype(float)  # (T, 4)
+    other = target + [300, 0, 0, 0]
+    copy = target + [3, 2, 0, 0]  # born late on the same person
+    mean = np.stack([target, other, copy])  # (N, T, 4), oldest first
+    alive = np.ones((3, 6), dtype=bool)
+    alive[2, :3] = False
+    assert duplicates(mean, alive, merge_iou=0.6).tolist() == [False, False, True]
+    assert not duplicates(mean, alive, merge_iou=0.95).any()
+    assert not duplicates(mean[:2], alive[:2], merge_iou=0.6).any()
+
+
+def test_handover_velocity_is_the_mean_increment_over_the_recent_frames():
+    t = np.arange(10)[:, None]
+    mean = np.stack([np.hstack([5.0 * t, -2.0 * t, 40 + 0 * t, 80 + 0.5 * t])] * 3)  # (3, T, 4)
+    mean[0, 8] += [6.0, 0, 0, 0]  # a jolt one frame before the handover
+    starts = np.array([0, 6, 9])  # born at 0, at 6, at the handover frame
+    velocity = handover_velocity(mean, starts, handover=9, frames=5)
+    np.testing.assert_allclose(velocity[1], [5.0, -2.0, 0.0, 0.5])  # 3 frames since birth
+    np.testing.assert_allclose(velocity[2], 0.0)
+    np.testing.assert_allclose(velocity[0], [5.0, -2.0, 0.0, 0.5])  # the jolt does not enter (frames 4 and 9)
