@@ -159,3 +159,19 @@ def test_shipped_mixdvae_config_tracks_a_real_sequence(mot15_root, tmp_path):
     write_results(tmp_path / "TUD-Campus.txt", results)
     score = evaluate(mot15_root, {"TUD-Campus": tmp_path / "TUD-Campus.txt"}, "MOT15")["TUD-Campus"]
     assert score["MOTA"] > 60 and score["IDF1"] > 65 and score["IDSW"] <= 6
+
+
+@pytest.mark.parametrize("frame_rate", [5.0, 60.0])
+def test_parameters_in_seconds_work_at_low_and_high_frame_rates(frame_rate, engine):
+    """Two people walking at 1.5 m/s (90 px/s for 100 px tall boxes) towards each other for 3 s, at 5 and at
+    60 fps: two identities, kept through the crossing, every frame reported; durations in seconds become frame
+    counts (at 5 fps the window's lower bound of 8 frames holds)."""
+    speed = 90.0 / frame_rate
+    length = int(round(3.0 * frame_rate))
+    seq = make_sequence({1: walk((100, 200), (speed, 0), range(1, length + 1)),
+                         2: walk((460, 215), (-speed, 0), range(1, length + 1))}, length, frame_rate=frame_rate)
+    results = run(seq, engine)
+    assert sorted(set(results[:, 1])) == [1, 2]
+    assert len(results) == 2 * length
+    first, last = results[results[:, 0] == 1], results[results[:, 0] == length]
+    assert last[np.argmax(last[:, 2]), 1] == first[np.argmin(first[:, 2]), 1]
