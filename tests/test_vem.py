@@ -439,6 +439,21 @@ def test_exclusive_assignment_gives_each_source_at_most_one_detection():
     assert torch.equal(ll, ll_free)
 
 
+def test_one_detection_keeps_each_sources_mass_on_its_best_detection():
+    logits, mask = _crowded_logits(seed=5)
+    free, ll_free = normalise(logits, mask)
+    eta, ll = normalise(logits, mask, one_detection=True)
+    assert torch.allclose(eta.sum(-1)[mask], torch.ones(()).double())
+    assert (eta[~mask] == 0).all()
+    src = eta[..., 1:]  # (1, T, K, N)
+    assert ((src > 0).sum(dim=2) <= 1).all()  # one detection per source and frame
+    best = free[..., 1:].masked_fill(~mask.unsqueeze(-1), -1.0).argmax(dim=2)  # (1, T, N)
+    kept = torch.gather(src, 2, best.unsqueeze(2)).squeeze(2)
+    assert (kept > 0).all()  # it is the detection that the model's posterior prefers
+    assert eta[..., 0].sum() > free[..., 0].sum()
+    assert torch.equal(ll, ll_free)
+
+
 def test_var_cap_bounds_the_predictive_variance_in_units_of_the_detection_noise():
     inp, truth = random_batch(B=1, N=2, T=1, K=3)
     phi = detection_noise(inp.obs, torch.full((1, 4), 0.1, dtype=torch.float64))

@@ -175,3 +175,24 @@ def test_parameters_in_seconds_work_at_low_and_high_frame_rates(frame_rate, engi
     assert len(results) == 2 * length
     first, last = results[results[:, 0] == 1], results[results[:, 0] == length]
     assert last[np.argmax(last[:, 2]), 1] == first[np.argmin(first[:, 2]), 1]
+
+
+def test_one_detection_keeps_a_source_on_its_target_when_a_neighbour_appears():
+    """A person appears beside a tracked one (boxes overlapping with IoU 0.25). With a soft assignment the
+    tracked source takes half of each detection and sits between the two (coalescence), and the newcomer is
+    never born; with ``one_detection`` the source stays on its target and the newcomer gets its own identity."""
+    first = walk((200, 200), (0.5, 0), range(1, 51))
+    seq = make_sequence({1: first, 2: walk((225, 195), (0.5, 0), range(20, 51))}, 50)
+    truth_x = np.array([box[1] for box in first])
+
+    def error_and_ids(engine):
+        results = run(seq, engine, window=1.0, birth_frames=2, max_gap=0.6)
+        one = results[results[:, 1] == 1]
+        return np.abs(one[:, 2] - truth_x[one[:, 0].astype(int) - 1]).max(), results
+
+    hard = VEMConfig(max_iter=5, update_r=False, r=0.1, temperature=1.25, var_cap=2.0, one_detection=True)
+    soft = VEMConfig(max_iter=5, update_r=False, r=0.1, temperature=1.25, var_cap=2.0, exclusive=3)
+    error, results = error_and_ids(hard)
+    assert error < 1.0
+    assert sorted(set(results[:, 1])) == [1, 2] and frames_of(results, 2) == set(range(20, 51))
+    assert error_and_ids(soft)[0] > 5.0  # the failure this option exists for

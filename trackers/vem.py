@@ -50,6 +50,8 @@ class VEMTracker(Tracker):
         init_std: std of the initial boxes, in units of the detection noise.
         exclusive: Sinkhorn normalisations of E-W (a soft one-to-one assignment; 0 = off), see
             :class:`mixdvae.vem.VEMConfig`.
+        one_detection: each source keeps its assignment mass on its most likely detection of each frame only,
+            see :class:`mixdvae.vem.VEMConfig`.
         var_cap: bound on the sources' predictive variance in the first assignment, in units of the detection
             noise (None: unbounded), see :class:`mixdvae.vem.VEMConfig`.
         min_score: detections below this score are ignored.
@@ -80,6 +82,7 @@ class VEMTracker(Tracker):
         tol_mean: float = 1e-2,
         init_std: float = 1.0,
         exclusive: int = 0,
+        one_detection: bool = False,
         var_cap: float | None = None,
         min_score: float = -np.inf,
         device: str = "cpu",
@@ -112,6 +115,7 @@ class VEMTracker(Tracker):
             tol_mean=tol_mean,
             init_std=init_std,
             exclusive=exclusive,
+            one_detection=one_detection,
             var_cap=var_cap,
         )
         self.min_score = min_score

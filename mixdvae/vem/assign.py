@@ -74,7 +74,9 @@ def assignment_logits(
     return torch.cat([clutter, src], dim=-1)
 
 
-def normalise(logits: torch.Tensor, obs_mask: torch.Tensor, exclusive: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def normalise(
+    logits: torch.Tensor, obs_mask: torch.Tensor, exclusive: int = 0, one_detection: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """eta (B, T, K, N + 1) from the logits, zero on padded detections, and the per-window log marginal
     likelihood of the detections under the current q(s) (B,).
 
@@ -82,11 +84,22 @@ def normalise(logits: torch.Tensor, obs_mask: torch.Tensor, exclusive: int = 0) 
     frame down to at most one detection, while every detection's row still sums to one (the clutter column
     absorbs the excess): a soft one-to-one assignment. The model's assignment lets one source explain several
     detections, so in a crowd a source whose target is hidden spreads over its neighbours and drifts to them.
+
+    ``one_detection=True`` (applied first) keeps each source's mass, per frame, on its most likely detection
+    only, and renormalises each detection over the classes left to it: a hard choice of detection per source.
+    A soft one-to-one assignment still lets a source take half of each of two nearby detections and sit
+    between two people (the coalescence of soft data association); the hard choice keeps it on one of them.
     """
     log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
     log_eta = logits - log_norm
+    real = obs_mask.unsqueeze(-1)
+    if one_detection:
+        src = log_eta[..., 1:].masked_fill(~real, float("-inf"))
+        best = src.argmax(dim=2, keepdim=True)  # (B, T, 1, N)
+        mine = torch.arange(src.shape[2], device=src.device).view(1, 1, -1, 1) == best
+        log_eta = torch.cat([log_eta[..., :1], log_eta[..., 1:].masked_fill(~mine, float("-inf"))], dim=-1)
+        log_eta = log_eta - torch.logsumexp(log_eta, dim=-1, keepdim=True)
     if exclusive > 0:
-        real = obs_mask.unsqueeze(-1)
         for _ in range(exclusive):
             src = log_eta[..., 1:]
             excess = torch.logsumexp(src.masked_fill(~real, float("-inf")), dim=2, keepdim=True).clamp_min(0.0)

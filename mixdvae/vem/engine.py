@@ -124,6 +124,8 @@ class VEMConfig:
         exclusive: Sinkhorn normalisations making E-W a soft one-to-one assignment (each source explains at
             most one detection's worth of mass per frame, see :func:`mixdvae.vem.assign.normalise`); 0 = the
             model's independent assignment of each detection.
+        one_detection: each source keeps, per frame, its assignment mass on its most likely detection only (the
+            rest of those detections' mass goes to the other classes), see :func:`mixdvae.vem.assign.normalise`.
         var_cap: bound on a source's predictive variance in the filtering pass's assignment, as a multiple of
             the detection noise Phi (None: no bound), see :func:`mixdvae.vem.assign.assignment_logits`.
         dtype: floating type of the engine (float64 by default; the DVAE runs in float32 anyway).
@@ -144,6 +146,7 @@ class VEMConfig:
     tol_mean: float = 1e-2
     init_std: float = 1.0
     exclusive: int = 0
+    one_detection: bool = False
     var_cap: float | None = None
     dtype: torch.dtype = torch.float64
 
@@ -196,7 +199,7 @@ def run_vem(inp: VEMInput, prior: TrajectoryPrior, config: VEMConfig | None = No
             source_mask[:, :, t : t + 1], log_pi_init, log_density, cfg.temperature, predictive=True,
             var_cap=cfg.var_cap,
         )
-        eta_t, ll = normalise(logits, obs_mask[:, t : t + 1], cfg.exclusive)
+        eta_t, ll = normalise(logits, obs_mask[:, t : t + 1], cfg.exclusive, cfg.one_detection)
         etas[t] = eta_t
         lls = lls + ll
         w = eta_t[:, 0, :, 1:]  # (B, K, N)
@@ -245,7 +248,7 @@ def run_vem(inp: VEMInput, prior: TrajectoryPrior, config: VEMConfig | None = No
         new_m, new_v = prior.estimate(sub, fixed, (m, v))
         # E-W
         logits = assignment_logits(o, phi_a, new_m, new_v, sm, torch.log(pi_a), take(log_density), cfg.temperature)
-        new_e, ll = normalise(logits, om, cfg.exclusive)
+        new_e, ll = normalise(logits, om, cfg.exclusive, cfg.one_detection)
         d_eta = (new_e - e).abs().amax(dim=(1, 2, 3))
         d_mean = (((new_m - m) / hgt).abs() * sm.unsqueeze(-1)).amax(dim=(1, 2, 3))
         # write back
