@@ -2,7 +2,7 @@
 """Track MOTChallenge sequences from their public detections; optionally score them.
 
 Examples:
-    python tools/track.py --seq SYNTH-01 --eval                 # bundled synthetic data (made on first use)
+    python tools/track.py --seq SYNTH-01 --eval                 # MixDVAE on bundled synthetic data (made on first use)
     python tools/track.py --data-root ../shared/data/MOT15/train --seq TUD-Campus --out /tmp/r --eval
     python tools/track.py --data-root data/MOT17/train --seq MOT17-02 --detector SDP --tracker kalman
     python tools/track.py --seq all --tracker kalman --config configs/sort.yaml --eval --json run.json
@@ -37,8 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "generated on first use: %(default)s)")
     parser.add_argument("--detector", default="FRCNN", choices=MOT17_DETECTORS,
                         help="MOT17 public detector for names without suffix (default: %(default)s)")
-    parser.add_argument("--tracker", default="kalman", choices=sorted(TRACKERS),
-                        help="registered tracker (default: %(default)s); one of: " + ", ".join(sorted(TRACKERS)))
+    parser.add_argument("--tracker", default="mixdvae", choices=sorted(TRACKERS),
+                        help="registered tracker (default: %(default)s, with configs/mixdvae.yaml); one of: "
+                             + ", ".join(sorted(TRACKERS)) + " (kalman: the SORT/ByteTrack-style yardstick)")
     parser.add_argument("--config", type=Path,
                         help="YAML of tracker parameters (e.g. configs/sort.yaml); default: configs/TRACKER.yaml when it "
                              "exists, else the tracker's built-in defaults")
