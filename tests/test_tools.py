@@ -65,3 +65,24 @@ def test_sort_config_file_is_valid():
 
     tracker = make_tracker("kalman", REPO / "configs" / "sort.yaml")
     assert (tracker.max_age, tracker.min_hits, tracker.iou_threshold, tracker.second_round) == (1, 3, 0.3, False)
+
+
+def test_tune_searches_scores_and_checks_leave_one_sequence_out(data_root, tmp_path, capsys):
+    make_sequence({1: walk((50, 300), (4, -1), range(1, 31))}, 30, name="TEST-02").save(data_root / "TEST-02")
+    space = tmp_path / "space.yaml"
+    space.write_text("r: [0.05, 0.1, 0.2]\nmax_iter: [1, 3]\n")
+    js = tmp_path / "tune.json"
+    code = load_tool("tune").main(["--tracker", "vkf", "--trials", "3", "--space", str(space), "--data-roots",
+                                   str(data_root), "--json", str(js), "--no-progress"])
+    assert code == 0
+    payload = json.loads(js.read_text())
+    trials = payload["trials"]
+    assert len(trials) == 3 and trials[0]["overrides"] == {}  # the defaults come first
+    assert len({json.dumps(t["overrides"], sort_keys=True) for t in trials}) == 3
+    for trial in trials:
+        combined = trial["scores"][str(data_root)]["COMBINED"]
+        assert trial["objective"] == pytest.approx((combined["HOTA"] + combined["IDF1"]) / 2)
+    assert set(payload["loso"]["chosen_trial"]) == {"TEST-01", "TEST-02"}
+    assert "leave-one-sequence-out" in capsys.readouterr().out
+    space.write_text("r: 0.1\n")
+    assert load_tool("tune").main(["--space", str(space), "--data-roots", str(data_root), "--no-progress"]) == 4
