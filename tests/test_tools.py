@@ -86,3 +86,15 @@ def test_tune_searches_scores_and_checks_leave_one_sequence_out(data_root, tmp_p
     assert "leave-one-sequence-out" in capsys.readouterr().out
     space.write_text("r: 0.1\n")
     assert load_tool("tune").main(["--space", str(space), "--data-roots", str(data_root), "--no-progress"]) == 4
+
+
+def test_track_picks_the_tracker_of_the_config_else_mixdvae(data_root, tmp_path):
+    track = load_tool("track")
+    for config, expected in ([["--config", str(REPO / "configs" / "sort.yaml")], "kalman"], [[], "mixdvae"]):
+        js = tmp_path / f"{expected}.json"
+        assert track.main(["--data-root", str(data_root), "--seq", "TEST-01", "--out", str(tmp_path / "out"),
+                           "--json", str(js), "--no-progress", *config]) == 0
+        assert json.loads(js.read_text())["tracker"] == expected
+    mismatch = ["--tracker", "vkf", "--config", str(REPO / "configs" / "sort.yaml")]
+    assert track.main(["--data-root", str(data_root), "--seq", "TEST-01", "--out", str(tmp_path / "o2"),
+                       "--no-progress", *mismatch]) == 4

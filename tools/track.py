@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -23,6 +24,19 @@ from mixdvae.mot import MOT17_DETECTORS, write_results  # noqa: E402
 from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, guarded, load_sequences  # noqa: E402
 from mixdvae.runner import default_config, run_tracker, write_json  # noqa: E402
 from trackers import TRACKERS, make_tracker  # noqa: E402
+
+DEFAULT_TRACKER = "mixdvae"
+
+
+def config_tracker(path: Path | None) -> str | None:
+    """The ``tracker:`` key of a YAML configuration, if it has one (a broken file is reported when loaded)."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError:
+        return None
+    return config.get("tracker") if isinstance(config, dict) else None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,9 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "generated on first use: %(default)s)")
     parser.add_argument("--detector", default="FRCNN", choices=MOT17_DETECTORS,
                         help="MOT17 public detector for names without suffix (default: %(default)s)")
-    parser.add_argument("--tracker", default="mixdvae", choices=sorted(TRACKERS),
-                        help="registered tracker (default: %(default)s, with configs/mixdvae.yaml); one of: "
-                             + ", ".join(sorted(TRACKERS)) + " (kalman: the SORT/ByteTrack-style yardstick)")
+    parser.add_argument("--tracker", choices=sorted(TRACKERS),
+                        help=f"registered tracker: one of {', '.join(sorted(TRACKERS))} (kalman: the SORT/ByteTrack-"
+                             f"style yardstick); default: the 'tracker:' key of --config, else {DEFAULT_TRACKER}")
     parser.add_argument("--config", type=Path,
                         help="YAML of tracker parameters (e.g. configs/sort.yaml); default: configs/TRACKER.yaml when it "
                              "exists, else the tracker's built-in defaults")
@@ -60,6 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 @guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.tracker = args.tracker or config_tracker(args.config) or DEFAULT_TRACKER
     torch.set_num_threads(args.threads)
     sequences = load_sequences(args.data_root, args.seq, args.detector)  # every file validated before any output
     runs = []
