@@ -67,7 +67,6 @@ def test_windows_are_deterministic_and_shuffled():
     for win, info in a:
         for f in range(1, 21):
             d = win.frame_detections(f)
-            g = win.gt[win.gt[:, 0] == f]
             if len(d) == 3:
                 orders.append(tuple(np.argsort(d[:, 0])))
     assert len(set(orders)) > 1

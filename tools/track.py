@@ -55,8 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"registered tracker: one of {', '.join(sorted(TRACKERS))} (kalman: the SORT/ByteTrack-"
                              f"style yardstick); default: the 'tracker:' key of --config, else {DEFAULT_TRACKER}")
     parser.add_argument("--config", type=Path,
-                        help="YAML of tracker parameters (e.g. configs/sort.yaml); default: configs/TRACKER.yaml when it "
-                             "exists, else the tracker's built-in defaults")
+                        help="YAML of tracker parameters (e.g. configs/sort.yaml); default: configs/TRACKER.yaml when "
+                             "it exists, else the tracker's built-in defaults")
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="folder for the result files OUT/NAME.txt (default: %(default)s)")
     parser.add_argument("--eval", action="store_true", help="score with TrackEval when ground truth exists")

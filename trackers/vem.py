@@ -57,9 +57,9 @@ class VEMTracker(Tracker):
         min_score: detections below this score are ignored.
         device: ``"cpu"`` or ``"cuda"``.
         max_buffer: frames kept by :meth:`update` in the fixed-source mode.
-        window, hop, birth_score, birth_frames, birth_iou, observed_mass, max_gap, max_age, merge_iou: whole-sequence
-            tracking (``num_sources=None``), see :class:`mixdvae.vem.tracking.WindowConfig`; durations in
-            seconds.
+        window, hop, birth_score, birth_frames, birth_iou, observed_mass, max_gap, max_age, merge_iou:
+            whole-sequence tracking (``num_sources=None``), see :class:`mixdvae.vem.tracking.WindowConfig`;
+            durations in seconds.
     """
 
     name = "vem"

@@ -33,7 +33,8 @@ from mixdvae.mot import Sequence
 from mixdvae.vem.engine import VEMConfig, VEMInput, run_vem
 from mixdvae.vem.priors import TrajectoryPrior
 
-VELOCITY_SECONDS = 0.3
+VELOCITY_SECONDS = 0.3  # span of the mean increment that gives a source's velocity at the handover
+
 
 @dataclass
 class WindowConfig:
@@ -190,7 +191,8 @@ class WindowedTracking:
         self.init = mean[:, handover]
         self.velocity = handover_velocity(mean, starts, handover, self.velocity_frames)
         width, height = self.image_size
-        inside = (self.init[:, 0] >= 0) & (self.init[:, 0] <= width) & (self.init[:, 1] >= 0) & (self.init[:, 1] <= height)
+        cx, cy = self.init[:, 0], self.init[:, 1]
+        inside = (cx >= 0) & (cx <= width) & (cy >= 0) & (cy <= height)
         recent = start + final - self.last_seen <= self.max_age
         alive = inside & recent & ~duplicate & np.isfinite(self.init).all(axis=1)
         self.ids, self.init, self.last_seen = self.ids[alive], self.init[alive], self.last_seen[alive]
