@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from tests.conftest import REPO, make_sequence, walk
 from tests.tools_loader import load_tool
@@ -98,3 +99,14 @@ def test_track_picks_the_tracker_of_the_config_else_mixdvae(data_root, tmp_path)
     mismatch = ["--tracker", "vkf", "--config", str(REPO / "configs" / "sort.yaml")]
     assert track.main(["--data-root", str(data_root), "--seq", "TEST-01", "--out", str(tmp_path / "o2"),
                        "--no-progress", *mismatch]) == 4
+
+
+def test_track_device_option(data_root, tmp_path, capsys):
+    track = load_tool("track")
+    common = ["--data-root", str(data_root), "--seq", "TEST-01", "--out", str(tmp_path / "out"), "--no-progress"]
+    assert track.main([*common, "--device", "cpu"]) == 0
+    assert track.main([*common, "--tracker", "kalman", "--device", "cpu"]) == 2  # no device parameter
+    assert "CPU only" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert track.main([*common, "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err

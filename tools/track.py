@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mixdvae.evaluation import BENCHMARKS, COMBINED, evaluate, format_table, guess_benchmark  # noqa: E402
 from mixdvae.mot import MOT17_DETECTORS, write_results  # noqa: E402
-from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, guarded, load_sequences  # noqa: E402
-from mixdvae.runner import default_config, run_tracker, write_json  # noqa: E402
+from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, fail, guarded  # noqa: E402
+from mixdvae.runner import default_config, load_sequences, run_tracker, write_json  # noqa: E402
 from trackers import TRACKERS, make_tracker  # noqa: E402
 
 DEFAULT_TRACKER = "mixdvae"
@@ -65,6 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="write sequence, tracker, frames, seconds, fps (and metrics with --eval) as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--device", help="cpu or cuda for the VEM trackers (mixdvae, vkf, gmm); default: the "
+                                         "config's device, else cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads for the VEM trackers (default: %(default)s: their many small "
                              "operations run fastest on one core)")
@@ -75,11 +77,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.tracker = args.tracker or config_tracker(args.config) or DEFAULT_TRACKER
+    overrides = {"device": args.device} if args.device else {}
+    if overrides and "device" not in TRACKERS[args.tracker].parameter_names():
+        return fail(f"--device: the {args.tracker} tracker runs on the CPU only", EXIT_USAGE)
+    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
+        return fail(f"--device {args.device}: this torch build or machine has no CUDA device", EXIT_USAGE)
     torch.set_num_threads(args.threads)
     sequences = load_sequences(args.data_root, args.seq, args.detector)  # every file validated before any output
     runs = []
     for sequence in sequences:
-        tracker = make_tracker(args.tracker, args.config or default_config(args.tracker))
+        tracker = make_tracker(args.tracker, args.config or default_config(args.tracker), **overrides)
         run = run_tracker(tracker, sequence, progress=not args.no_progress)
         write_results(args.out / f"{sequence.name}.txt", run.results)
         print(f"{sequence.name}: {len(run.results)} boxes, {run.sequence.length} frames in {run.seconds:.3f} s "
