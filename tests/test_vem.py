@@ -415,6 +415,13 @@ def test_from_config_accepts_base_and_prior_parameters(tmp_path):
     assert tracker.config.max_iter == 5 and tracker.prior_args["accel_std"] == 0.003
     with pytest.raises(ValueError, match="unknown parameter"):
         make_tracker("vkf", None, no_such_thing=1)
+    from trackers import GMMTracker, MixDVAETracker, VKFTracker
+
+    with pytest.raises(ValueError, match="position_std"):
+        VKFTracker(position_std=0.1)  # a GMM prior's argument, not the VKF's
+    assert {"model", "z_mode", "r", "window"} <= MixDVAETracker.parameter_names()
+    assert "device" in MixDVAETracker.parameter_names() and "model" not in VKFTracker.parameter_names()
+    assert GMMTracker(position_std=0.2).prior.position_std == 0.2
 
 
 def _crowded_logits(seed=3):

@@ -60,9 +60,11 @@ class VEMTracker(Tracker):
         window, hop, birth_score, birth_frames, birth_iou, observed_mass, max_gap, max_age, merge_iou:
             whole-sequence tracking (``num_sources=None``), see :class:`mixdvae.vem.tracking.WindowConfig`;
             durations in seconds.
+        **prior_args: the arguments of :attr:`prior_class` (the trajectory prior), with its defaults.
     """
 
     name = "vem"
+    prior_class: type[TrajectoryPrior]  # set by each tracker: its prior's arguments are the tracker's too
 
     def __init__(
         self,
@@ -96,7 +98,12 @@ class VEMTracker(Tracker):
         max_gap: float = 0.2,
         max_age: float = 1.0,
         merge_iou: float = 0.6,
+        **prior_args,
     ):
+        unknown = sorted(set(prior_args) - self.prior_parameter_names())
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown} for {self.name}")
+        self.prior_args = prior_args
         if num_sources is not None and num_sources < 1:
             raise ValueError(f"num_sources must be a positive integer or None, got {num_sources}")
         self.num_sources = num_sources
@@ -131,19 +138,22 @@ class VEMTracker(Tracker):
         self.reset()
 
     @classmethod
+    def prior_parameter_names(cls) -> set[str]:
+        """The arguments of :attr:`prior_class`, given to the tracker as keywords (the device is the tracker's)."""
+        params = inspect.signature(cls.prior_class.__init__).parameters.values()
+        return {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self", "device"}
+
+    @classmethod
     def parameter_names(cls) -> set[str]:
-        """Constructor arguments of this class and of the VEM base (subclasses forward ``**kwargs``)."""
-        names: set[str] = set()
-        for klass in cls.__mro__:
-            if klass is Tracker or not issubclass(klass, VEMTracker):
-                continue
-            params = inspect.signature(klass.__init__).parameters.values()
-            names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-        return names - {"self"}
+        """Constructor arguments of the VEM trackers plus those of this tracker's prior."""
+        params = inspect.signature(VEMTracker.__init__).parameters.values()
+        own = {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+        return own | cls.prior_parameter_names()
 
     # -- the prior -------------------------------------------------------------------------------------
     def make_prior(self) -> TrajectoryPrior:
-        raise NotImplementedError
+        takes_device = "device" in inspect.signature(self.prior_class.__init__).parameters
+        return self.prior_class(**self.prior_args, **({"device": self.device} if takes_device else {}))
 
     @property
     def prior(self) -> TrajectoryPrior:
@@ -236,88 +246,34 @@ class VEMTracker(Tracker):
 class MixDVAETracker(VEMTracker):
     """MixDVAE: N DVAE priors (the shipped SRNN by default) mixed by the VEM assignment.
 
-    Extra args (see :class:`mixdvae.vem.DVAEPrior`): ``model`` (name or path for
-    :func:`mixdvae.dvae.load_prior`, or a DVAE object), ``drive``, ``z_mode``, ``transition``, ``var_scale``,
-    ``size_var_scale``, ``accel_std``, ``size_accel_std``, ``process_floor``, ``size_floor``, ``velocity_std``,
-    ``size_velocity_std``, ``max_speed``, ``smooth``, ``seed``, ``sequence_call``.
+    Extra keyword arguments: those of :class:`mixdvae.vem.DVAEPrior` (``model``: a name or path for
+    :func:`mixdvae.dvae.load_prior`, or a DVAE object; ``drive``, ``z_mode``, ``transition``, ``var_scale``, ...),
+    with its defaults.
     """
 
     name = "mixdvae"
-
-    def __init__(
-        self,
-        model: str = "srnn_mot",
-        drive: str = "smoothed",
-        z_mode: str = "mean",
-        transition: str = "velocity",
-        var_scale: float = 5.0,
-        size_var_scale: float | None = None,
-        accel_std: float = 0.002,
-        size_accel_std: float = 0.003,
-        process_floor: float = 0.01,
-        size_floor: float = 0.003,
-        velocity_std: float = 0.05,
-        size_velocity_std: float = 0.01,
-        max_speed: float = 0.5,
-        smooth: bool = True,
-        seed: int = 0,
-        sequence_call: bool = True,
-        **kwargs,
-    ):
-        self.prior_args = dict(
-            model=model, drive=drive, z_mode=z_mode, transition=transition, var_scale=var_scale,
-            size_var_scale=size_var_scale, accel_std=accel_std, size_accel_std=size_accel_std,
-            process_floor=process_floor, size_floor=size_floor, velocity_std=velocity_std,
-            size_velocity_std=size_velocity_std, max_speed=max_speed, smooth=smooth, seed=seed,
-            sequence_call=sequence_call,
-        )
-        super().__init__(**kwargs)
-
-    def make_prior(self) -> TrajectoryPrior:
-        return DVAEPrior(device=self.device, **self.prior_args)
+    prior_class = DVAEPrior
 
 
 @register
 class VKFTracker(VEMTracker):
     """Variational Kalman filter/smoother: the VEM with a constant-velocity linear-Gaussian prior.
 
-    Extra args (see :class:`mixdvae.vem.ConstantVelocityPrior`): ``accel_std``, ``size_accel_std``,
-    ``velocity_std``, ``size_velocity_std``, ``smooth``.
+    Extra keyword arguments: those of :class:`mixdvae.vem.ConstantVelocityPrior` (``accel_std``,
+    ``size_accel_std``, ``velocity_std``, ``size_velocity_std``, ``smooth``), with its defaults.
     """
 
     name = "vkf"
-
-    def __init__(
-        self,
-        accel_std: float = 0.002,
-        size_accel_std: float = 0.003,
-        velocity_std: float = 0.05,
-        size_velocity_std: float = 0.01,
-        smooth: bool = True,
-        **kwargs,
-    ):
-        self.prior_args = dict(
-            accel_std=accel_std, size_accel_std=size_accel_std, velocity_std=velocity_std,
-            size_velocity_std=size_velocity_std, smooth=smooth,
-        )
-        super().__init__(**kwargs)
-
-    def make_prior(self) -> TrajectoryPrior:
-        return ConstantVelocityPrior(**self.prior_args)
+    prior_class = ConstantVelocityPrior
 
 
 @register
 class GMMTracker(VEMTracker):
     """The GMM baseline: the VEM with a static prior (no dynamics; random walk from the previous frame).
 
-    Extra args (see :class:`mixdvae.vem.StaticPrior`): ``position_std``, ``size_std``, ``smooth``.
+    Extra keyword arguments: those of :class:`mixdvae.vem.StaticPrior` (``position_std``, ``size_std``,
+    ``smooth``), with its defaults.
     """
 
     name = "gmm"
-
-    def __init__(self, position_std: float = 0.15, size_std: float = 0.05, smooth: bool = False, **kwargs):
-        self.prior_args = dict(position_std=position_std, size_std=size_std, smooth=smooth)
-        super().__init__(**kwargs)
-
-    def make_prior(self) -> TrajectoryPrior:
-        return StaticPrior(**self.prior_args)
+    prior_class = StaticPrior
