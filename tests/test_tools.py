@@ -110,3 +110,14 @@ def test_track_device_option(data_root, tmp_path, capsys):
     if not torch.cuda.is_available():
         assert track.main([*common, "--device", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["tracker: [kalman\n", "- 1\n- 2\n"])
+def test_track_rejects_a_malformed_config_naming_it(data_root, tmp_path, capsys, text):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    code = load_tool("track").main(["--data-root", str(data_root), "--seq", "TEST-01", "--out", str(tmp_path / "o"),
+                                    "--config", str(config), "--no-progress"])
+    assert code == 4
+    assert str(config) in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

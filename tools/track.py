@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -24,19 +23,9 @@ from mixdvae.mot import MOT17_DETECTORS, write_results  # noqa: E402
 from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, fail, guarded  # noqa: E402
 from mixdvae.runner import default_config, load_sequences, run_tracker, write_json  # noqa: E402
 from trackers import TRACKERS, make_tracker  # noqa: E402
+from trackers.base import load_config  # noqa: E402
 
 DEFAULT_TRACKER = "mixdvae"
-
-
-def config_tracker(path: Path | None) -> str | None:
-    """The ``tracker:`` key of a YAML configuration, if it has one (a broken file is reported when loaded)."""
-    if path is None or not Path(path).is_file():
-        return None
-    try:
-        config = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError:
-        return None
-    return config.get("tracker") if isinstance(config, dict) else None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,7 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 @guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
-    args.tracker = args.tracker or config_tracker(args.config) or DEFAULT_TRACKER
+    if args.tracker is None:
+        args.tracker = load_config(args.config).get("tracker", DEFAULT_TRACKER) if args.config else DEFAULT_TRACKER
     overrides = {"device": args.device} if args.device else {}
     if overrides and "device" not in TRACKERS[args.tracker].parameter_names():
         return fail(f"--device: the {args.tracker} tracker runs on the CPU only", EXIT_USAGE)

@@ -18,6 +18,22 @@ from tqdm import tqdm
 from mixdvae.mot import Sequence
 
 
+def load_config(path: str | Path) -> dict[str, Any]:
+    """A tracker configuration from a YAML file: a mapping (empty file: ``{}``); malformed YAML or another
+    top-level type is a ValueError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: malformed YAML: {err}") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        kind = type(config).__name__
+        raise ValueError(f"{path}: a tracker configuration must be a mapping of parameters, got {kind}")
+    return config
+
+
 class Tracker(ABC):
     """Base class: per-frame :meth:`update` and whole-sequence :meth:`track`.
 
@@ -68,8 +84,7 @@ class Tracker(ABC):
         source = "config"
         if isinstance(config, (str, Path)):
             source = str(config)
-            with open(config, encoding="utf-8") as handle:
-                config = yaml.safe_load(handle) or {}
+            config = load_config(config)
         params = dict(config or {})
         params.update(overrides)
         declared = params.pop("tracker", cls.name)
