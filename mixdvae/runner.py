@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from mixdvae.mot import MOTFormatError, Sequence, SequenceNotFoundError, atomic_write_text, find_sequence
-from mixdvae.mot import list_sequences
+from mixdvae.mot import list_sequences, write_results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_ROOT = REPO_ROOT / "data" / "synthetic" / "train"
+MOT15_ROOT = REPO_ROOT.parent / "shared" / "data" / "MOT15" / "train"  # real evaluation data, read in place
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # argparse's own code for a bad command line
@@ -58,6 +59,20 @@ def run_tracker(tracker, sequence: Sequence, progress: bool = False) -> Run:
     if len(results) and not np.isfinite(results).all():
         raise FloatingPointError(f"{tracker.name} produced NaN or infinite boxes on {sequence.name}")
     return Run(sequence, tracker.name, results, seconds)
+
+
+def score_results(data_root: str | os.PathLike, results: dict[str, np.ndarray], folder: str | os.PathLike) -> dict:
+    """TrackEval scores (:func:`mixdvae.evaluation.evaluate`) of in-memory results ``{sequence: (R, 6) rows}``,
+    written as MOTChallenge files into ``folder`` first; the benchmark mode comes from the sequence names."""
+    from mixdvae.evaluation import evaluate, guess_benchmark  # TrackEval is loaded only by the tools that score
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, rows in results.items():
+        files[name] = folder / f"{name}.txt"
+        write_results(files[name], rows)
+    return evaluate(data_root, files, guess_benchmark(next(iter(results))))
 
 
 def default_config(tracker_name: str) -> Path | None:

@@ -22,13 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mixdvae.evaluation import COMBINED, evaluate, format_table, guess_benchmark  # noqa: E402
-from mixdvae.mot import write_results  # noqa: E402
-from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, REPO_ROOT, guarded, load_sequences  # noqa: E402
-from mixdvae.runner import default_config, run_tracker, write_json  # noqa: E402
+from mixdvae.evaluation import COMBINED, format_table  # noqa: E402
+from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, MOT15_ROOT, REPO_ROOT, guarded  # noqa: E402
+from mixdvae.runner import default_config, load_sequences, run_tracker, score_results, write_json  # noqa: E402
 from trackers import TRACKERS, make_tracker  # noqa: E402
 
-MOT15_ROOT = REPO_ROOT.parent / "shared" / "data" / "MOT15" / "train"
 COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "FP", "FN", "fps")
 
 
@@ -61,16 +59,15 @@ def entries(tracker_names: list[str]) -> list[tuple[str, str, Path | None]]:
 
 def benchmark_entry(tracker_name: str, config, sequences, data_root: Path, repeats: int) -> dict:
     """Track every sequence (one warm-up run, then ``repeats`` timed runs) and score the last run."""
-    seconds, frames, files = 0.0, 0, {}
+    seconds, frames, results = 0.0, 0, {}
+    for sequence in sequences:
+        run_tracker(make_tracker(tracker_name, config), sequence)  # warm-up (JIT, caches)
+        runs = [run_tracker(make_tracker(tracker_name, config), sequence) for _ in range(repeats)]
+        seconds += statistics.median(run.seconds for run in runs)
+        frames += sequence.length
+        results[sequence.name] = runs[-1].results
     with tempfile.TemporaryDirectory(prefix="mixdvae_bench_") as tmp:
-        for sequence in sequences:
-            run_tracker(make_tracker(tracker_name, config), sequence)  # warm-up (JIT, caches)
-            runs = [run_tracker(make_tracker(tracker_name, config), sequence) for _ in range(repeats)]
-            seconds += statistics.median(run.seconds for run in runs)
-            frames += sequence.length
-            files[sequence.name] = Path(tmp) / f"{sequence.name}.txt"
-            write_results(files[sequence.name], runs[-1].results)
-        scores = evaluate(data_root, files, guess_benchmark(sequences[0].name))[COMBINED]
+        scores = score_results(data_root, results, tmp)[COMBINED]
     return {**scores, "fps": frames / seconds, "frames": frames, "seconds": seconds}
 
 

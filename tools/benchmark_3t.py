@@ -29,6 +29,7 @@ import yaml  # noqa: E402
 
 import trackers.vem  # noqa: E402,F401  (registers mixdvae, vkf, gmm)
 from mixdvae.mot import Sequence, atomic_write_text, list_sequences  # noqa: E402
+from mixdvae.runner import MOT15_ROOT  # noqa: E402
 from mixdvae.threet import build_windows, score  # noqa: E402
 
 try:
@@ -37,7 +38,6 @@ except ImportError:  # pragma: no cover
     pass
 
 REPO = Path(__file__).resolve().parent.parent
-MOT15_ROOT = REPO.parent / "shared" / "data" / "MOT15" / "train"
 SYNTH_DIR = REPO / "data" / "synthetic"
 DEFAULT_SETS = ["mot15:60:10", "mot15:60:40", "mot15:120:40", "synthetic:60:40", "synthetic:120:40"]
 DEFAULT_TRACKERS = ["mixdvae", "vkf", "gmm", "kalman"]

@@ -30,13 +30,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mixdvae.evaluation import COMBINED, evaluate, format_table, guess_benchmark  # noqa: E402
-from mixdvae.mot import write_results  # noqa: E402
-from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, REPO_ROOT, guarded, load_sequences  # noqa: E402
-from mixdvae.runner import default_config, run_tracker, write_json  # noqa: E402
+from mixdvae.evaluation import COMBINED, format_table  # noqa: E402
+from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, MOT15_ROOT, REPO_ROOT, guarded  # noqa: E402
+from mixdvae.runner import default_config, load_sequences, run_tracker, score_results, write_json  # noqa: E402
 from trackers import TRACKERS, make_tracker  # noqa: E402
 
-MOT15_ROOT = REPO_ROOT.parent / "shared" / "data" / "MOT15" / "train"
 COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "FP", "FN")
 
 
@@ -87,16 +85,6 @@ def objective(scores: dict) -> float:
     return (scores["HOTA"] + scores["IDF1"]) / 2
 
 
-def score_files(data_root: Path, results: dict[str, np.ndarray], folder: Path) -> dict:
-    """TrackEval scores of in-memory results ``{sequence: (R, 6) rows}`` (written under ``folder``)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for name, rows in results.items():
-        files[name] = folder / f"{name}.txt"
-        write_results(files[name], rows)
-    return evaluate(data_root, files, guess_benchmark(next(iter(results))))
-
-
 def loso(trials: list[dict], first: str, data_sets: dict, tmp: Path) -> dict:
     """For each sequence of data set ``first``: the trial chosen without it, and its scores there; plus the
     combined score of all those held-out results."""
@@ -111,7 +99,7 @@ def loso(trials: list[dict], first: str, data_sets: dict, tmp: Path) -> dict:
         best = max(range(len(trials)), key=lambda i: fitness(trials[i]))
         chosen[name] = best
         held_out[name] = trials[best]["results"][first][name]
-    scores = score_files(data_sets[first], held_out, tmp / "loso")
+    scores = score_results(data_sets[first], held_out, tmp / "loso")
     return {"chosen_trial": chosen, "scores": scores}
 
 
@@ -133,7 +121,7 @@ def main(argv=None) -> int:
             for key, root in data_sets.items():
                 trial["results"][key] = {seq.name: run_tracker(make_tracker(args.tracker, config), seq).results
                                          for seq in sequences[key]}
-                trial["scores"][key] = score_files(root, trial["results"][key], tmp / str(index) / Path(key).name)
+                trial["scores"][key] = score_results(root, trial["results"][key], tmp / str(index) / Path(key).name)
             trial["objective"] = float(np.mean([objective(s[COMBINED]) for s in trial["scores"].values()]))
             tqdm.write(f"trial {index}: objective {trial['objective']:.2f} {trial['overrides'] or '(defaults)'}")
         check = loso(trials, first, data_sets, tmp) if len(sequences[first]) > 1 else None
