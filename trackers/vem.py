@@ -140,19 +140,16 @@ class VEMTracker(Tracker):
     @classmethod
     def prior_parameter_names(cls) -> set[str]:
         """The arguments of :attr:`prior_class`, given to the tracker as keywords (the device is the tracker's)."""
-        params = inspect.signature(cls.prior_class.__init__).parameters.values()
-        return {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self", "device"}
+        return _named_arguments(cls.prior_class.__init__) - {"device"}
 
     @classmethod
     def parameter_names(cls) -> set[str]:
         """Constructor arguments of the VEM trackers plus those of this tracker's prior."""
-        params = inspect.signature(VEMTracker.__init__).parameters.values()
-        own = {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
-        return own | cls.prior_parameter_names()
+        return _named_arguments(VEMTracker.__init__) | cls.prior_parameter_names()
 
     # -- the prior -------------------------------------------------------------------------------------
     def make_prior(self) -> TrajectoryPrior:
-        takes_device = "device" in inspect.signature(self.prior_class.__init__).parameters
+        takes_device = "device" in _named_arguments(self.prior_class.__init__)
         return self.prior_class(**self.prior_args, **({"device": self.device} if takes_device else {}))
 
     @property
@@ -240,6 +237,12 @@ class VEMTracker(Tracker):
         pending = rows[rows[:, 0] > self._returned]
         self._returned = self.frame
         return pending
+
+
+def _named_arguments(method) -> set[str]:
+    """Names of a method's arguments, without ``self``, ``*args`` and ``**kwargs``."""
+    params = inspect.signature(method).parameters.values()
+    return {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
 
 
 @register

@@ -99,13 +99,12 @@ def normalise(
         mine = torch.arange(src.shape[2], device=src.device).view(1, 1, -1, 1) == best
         log_eta = torch.cat([log_eta[..., :1], log_eta[..., 1:].masked_fill(~mine, float("-inf"))], dim=-1)
         log_eta = log_eta - torch.logsumexp(log_eta, dim=-1, keepdim=True)
-    if exclusive > 0:
-        for _ in range(exclusive):
-            src = log_eta[..., 1:]
-            excess = torch.logsumexp(src.masked_fill(~real, float("-inf")), dim=2, keepdim=True).clamp_min(0.0)
-            log_eta = torch.cat([log_eta[..., :1], src - excess], dim=-1)
-            log_eta = log_eta - torch.logsumexp(log_eta, dim=-1, keepdim=True)
-    eta = torch.exp(log_eta) * obs_mask.unsqueeze(-1)
+    for _ in range(exclusive):
+        src = log_eta[..., 1:]
+        excess = torch.logsumexp(src.masked_fill(~real, float("-inf")), dim=2, keepdim=True).clamp_min(0.0)
+        log_eta = torch.cat([log_eta[..., :1], src - excess], dim=-1)
+        log_eta = log_eta - torch.logsumexp(log_eta, dim=-1, keepdim=True)
+    eta = torch.exp(log_eta) * real
     loglik = (log_norm.squeeze(-1) * obs_mask).sum(dim=(1, 2))
     return eta, loglik
 
