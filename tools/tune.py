@@ -34,6 +34,7 @@ from mixdvae.evaluation import COMBINED, format_table  # noqa: E402
 from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, MOT15_ROOT, REPO_ROOT, guarded  # noqa: E402
 from mixdvae.runner import default_config, load_sequences, run_tracker, score_results, write_json  # noqa: E402
 from trackers import TRACKERS, make_tracker  # noqa: E402
+from trackers.base import load_config  # noqa: E402
 
 COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "FP", "FN")
 
@@ -108,7 +109,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     space = load_space(args.space)
-    base = yaml.safe_load(default_config(args.tracker).read_text()) if default_config(args.tracker) else {}
+    config_path = default_config(args.tracker)
+    base = load_config(config_path) if config_path else {}
     data_sets = {str(root): root for root in args.data_roots}
     sequences = {key: load_sequences(root, ["all"]) for key, root in data_sets.items()}
     first = str(args.data_roots[0])
