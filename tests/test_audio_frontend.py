@@ -1,0 +1,245 @@
+"""Audio front end: STFT round trip, SI-SDR, SNR mixing, reading/writing and every bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from mixdvae.audio import DEFAULT_STFT, STFT, istft, power, power_spectrogram, read_audio, stft, write_audio
+from mixdvae.audio.metrics import bss_eval, estoi, pesq_wb, si_sdr
+from mixdvae.audio.mixing import mix_at_snr, snr_db
+from mixdvae.audio.plotting import plot_spectrograms
+from mixdvae.errors import DataNotFoundError, InputError, UsageError
+
+RATE = 16000
+
+
+def tone(seconds=1.0, rate=RATE, freq=440.0, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------- STFT
+
+
+def test_stft_shape_and_perfect_reconstruction_batched():
+    x = torch.randn(2, 3, 8000, dtype=torch.float64)
+    spec = stft(x)
+    assert spec.shape == (2, 3, DEFAULT_STFT.n_frames(8000), 513)
+    assert DEFAULT_STFT.n_frames(8000) == 1 + 8000 // 256
+    y = istft(spec, 8000)
+    assert y.shape == x.shape
+    assert torch.allclose(y, x, atol=1e-10)
+
+
+def test_stft_batched_equals_one_by_one_and_numpy_in_numpy_out():
+    x = np.random.default_rng(1).standard_normal((3, 5000)).astype(np.float32)
+    spec = stft(x)
+    assert isinstance(spec, np.ndarray)
+    for i in range(3):
+        np.testing.assert_allclose(spec[i], stft(x[i]), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(istft(spec, 5000), x, atol=1e-5)
+
+
+def test_stft_matches_a_direct_dft_of_one_windowed_frame():
+    x = np.random.default_rng(2).standard_normal(4096)
+    setting = STFT(n_fft=512, hop=128)
+    spec = stft(x, setting)
+    t = 5  # frame t is centred on sample t * hop (zero padding of n_fft / 2 at the start)
+    start = t * 128 - 256
+    window = np.sin(np.pi * (np.arange(512) + 0.5) / 512)
+    np.testing.assert_allclose(spec[t], np.fft.rfft(x[start:start + 512] * window), atol=1e-8)
+
+
+def test_configurable_stft_and_power():
+    setting = STFT(n_fft=512, hop=128, window="hann")
+    x = torch.randn(3000, dtype=torch.float64)
+    spec = setting(x)
+    assert spec.shape == (1 + 3000 // 128, 257)
+    assert torch.allclose(setting.inverse(spec, 3000), x, atol=1e-10)
+    assert torch.allclose(power(spec), spec.abs() ** 2)
+    assert torch.allclose(power_spectrogram(x, setting), spec.abs() ** 2)
+
+
+def test_stft_rejects_short_signals_and_bad_settings():
+    with pytest.raises(InputError, match="shorter than one STFT frame"):
+        stft(np.zeros(1000))
+    with pytest.raises(UsageError):
+        STFT(window="kaiser")
+    with pytest.raises(UsageError):
+        STFT(hop=2048)
+
+
+# ------------------------------------------------------------------------------------------------------- metrics
+
+
+def independent_si_sdr(estimate, reference):
+    """SI-SDR by projection with numpy's least squares (Le Roux et al. 2019, eq. 4), a different formula."""
+    estimate = estimate - estimate.mean()
+    reference = reference - reference.mean()
+    alpha, *_ = np.linalg.lstsq(reference[:, None], estimate, rcond=None)
+    target = alpha[0] * reference
+    return 10 * np.log10(np.dot(target, target) / np.dot(estimate - target, estimate - target))
+
+
+def test_si_sdr_matches_independent_computation_and_known_value():
+    rng = np.random.default_rng(3)
+    reference = rng.standard_normal(16000)
+    estimate = 0.5 * reference + 0.1 * rng.standard_normal(16000)
+    assert si_sdr(estimate, reference) == pytest.approx(independent_si_sdr(estimate, reference), abs=1e-9)
+    # orthogonal noise of a tenth of the target's energy: 10 dB
+    noise = rng.standard_normal(16000)
+    noise -= noise.mean()
+    ref = reference - reference.mean()
+    noise -= np.dot(noise, ref) / np.dot(ref, ref) * ref
+    noise *= np.sqrt(0.1 * np.dot(ref, ref) / np.dot(noise, noise))
+    assert si_sdr(3.0 * ref + 3.0 * noise, ref) == pytest.approx(10.0, abs=1e-6)
+
+
+def test_si_sdr_is_batched_and_scale_invariant():
+    rng = np.random.default_rng(4)
+    reference = rng.standard_normal((2, 3, 4000))
+    estimate = reference + 0.3 * rng.standard_normal((2, 3, 4000))
+    values = si_sdr(estimate, reference)
+    assert values.shape == (2, 3)
+    assert values[1, 2] == pytest.approx(si_sdr(estimate[1, 2], reference[1, 2]))
+    assert si_sdr(7 * estimate, reference) == pytest.approx(values)
+    with pytest.raises(UsageError, match="align"):
+        si_sdr(estimate[..., :100], reference)
+
+
+def test_pesq_and_estoi_rank_a_cleaner_estimate_higher():
+    clean = tone(3.0)
+    rng = np.random.default_rng(5)
+    slightly = clean + 0.01 * rng.standard_normal(clean.size).astype(np.float32)
+    very = clean + 0.3 * rng.standard_normal(clean.size).astype(np.float32)
+    assert pesq_wb(slightly, clean) > pesq_wb(very, clean)
+    assert estoi(slightly, clean) > estoi(very, clean)
+    assert 0.9 < estoi(clean, clean) <= 1.0 + 1e-9
+
+
+def test_bss_eval_finds_the_permutation():
+    rng = np.random.default_rng(6)
+    sources = rng.standard_normal((2, 8000))
+    estimates = sources[::-1] + 0.01 * rng.standard_normal((2, 8000))
+    scores = bss_eval(estimates, sources)
+    assert list(scores.permutation) == [1, 0]
+    assert (scores.sdr > 20).all()
+
+
+# -------------------------------------------------------------------------------------------------------- mixing
+
+
+@pytest.mark.parametrize("target", [-5.0, 0.0, 5.0])
+def test_mix_at_snr_hits_the_target_and_is_seeded(target):
+    speech = tone(1.0)
+    noise = np.random.default_rng(7).standard_normal(5000).astype(np.float32)  # shorter: looped
+    mix = mix_at_snr(speech, noise, target, seed=11)
+    assert snr_db(mix.speech, mix.noise) == pytest.approx(target, abs=1e-3)
+    np.testing.assert_allclose(mix.mixture, mix.speech + mix.noise, atol=1e-6)
+    again = mix_at_snr(speech, noise, target, seed=11)
+    assert again.offset == mix.offset
+    np.testing.assert_array_equal(again.mixture, mix.mixture)
+    assert mix_at_snr(speech, noise, target, seed=12).offset != mix.offset
+
+
+def test_mix_at_snr_rejects_silent_noise():
+    with pytest.raises(InputError, match="silent"):
+        mix_at_snr(tone(0.5), np.zeros(100), 0.0)
+
+
+# ------------------------------------------------------------------------------------------------------------ io
+
+
+def test_write_and_read_round_trip(tmp_path):
+    x = tone(0.5)
+    path = tmp_path / "out" / "x.wav"
+    write_audio(path, x)
+    audio = read_audio(path)
+    assert audio.rate == RATE and not audio.resampled and audio.samples.dtype == np.float32
+    np.testing.assert_allclose(audio.samples, x, atol=1 / 32768 + 1e-7)
+    assert [p.name for p in path.parent.iterdir()] == ["x.wav"]  # no temporary file left
+
+
+def test_write_refuses_nan_and_leaves_no_file(tmp_path):
+    x = tone(0.5)
+    x[10] = np.nan
+    with pytest.raises(UsageError, match="NaN"):
+        write_audio(tmp_path / "x.wav", x)
+    assert not list(tmp_path.iterdir())
+
+
+def test_other_rate_is_resampled_and_reported(tmp_path, capsys):
+    path = tmp_path / "x44.wav"
+    soundfile.write(path, tone(1.0, rate=44100), 44100)
+    audio = read_audio(path)
+    assert audio.resampled and audio.source_rate == 44100 and audio.rate == RATE
+    assert abs(len(audio.samples) - RATE) <= 1
+    assert "resampled from 44100 Hz to 16000 Hz" in capsys.readouterr().err
+    spectrum = np.abs(np.fft.rfft(audio.samples))
+    assert np.argmax(spectrum) == pytest.approx(440, abs=2)  # the tone stays at 440 Hz (1 s: 1 Hz bins)
+
+
+def test_stereo_is_rejected_unless_mixed_down(tmp_path):
+    path = tmp_path / "stereo.wav"
+    x = tone(0.5)
+    soundfile.write(path, np.stack([x, 0.5 * x], axis=1), RATE)
+    with pytest.raises(InputError, match=r"stereo\.wav: 2 channels"):
+        read_audio(path)
+    audio = read_audio(path, mix_down=True)
+    assert audio.mixed_down
+    np.testing.assert_allclose(audio.samples, 0.75 * x, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("samples", "message"),
+    [
+        (np.zeros(0, np.float32), "empty"),
+        (np.zeros(RATE, np.float32), "silent"),
+        (tone(0.02), "shorter than one STFT frame"),
+        (np.where(np.arange(RATE) == 5, np.nan, tone(1.0)).astype(np.float32), "NaN"),
+    ],
+    ids=["empty", "silent", "too-short", "nan"],
+)
+def test_bad_audio_is_an_input_error_naming_the_file(tmp_path, samples, message):
+    path = tmp_path / "bad.wav"
+    soundfile.write(path, samples, RATE, subtype="FLOAT")
+    with pytest.raises(InputError, match=message) as info:
+        read_audio(path)
+    assert "bad.wav" in str(info.value)
+
+
+def test_unreadable_and_missing_files(tmp_path):
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF not really a wave file")
+    with pytest.raises(InputError, match="garbage.wav: not a readable audio file"):
+        read_audio(garbage)
+    with pytest.raises(DataNotFoundError, match="nothing.wav"):
+        read_audio(tmp_path / "nothing.wav")
+    with pytest.raises(InputError, match="not a file"):
+        read_audio(tmp_path)
+
+
+def test_g722_is_decoded(tmp_path):
+    g722 = pytest.importorskip("G722")
+    x = (tone(0.5) * 32767).astype(np.int16)
+    path = tmp_path / "prompt.g722"
+    path.write_bytes(bytes(g722.G722(16000, 64000).encode(x)))
+    audio = read_audio(path)
+    assert audio.rate == RATE and len(audio.samples) == len(x)
+    delay = 22  # samples of the G.722 codec's filter banks
+    assert np.corrcoef(audio.samples[200:7000], x[200 - delay:7000 - delay])[0, 1] > 0.99
+
+
+# ------------------------------------------------------------------------------------------------------ plotting
+
+
+def test_plot_spectrograms_writes_a_png(tmp_path):
+    x = tone(1.0)
+    path = tmp_path / "spec.png"
+    plot_spectrograms(path, {"noisy": x + 0.1, "enhanced": x, "clean": x}, title="demo")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["spec.png"]
