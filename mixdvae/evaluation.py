@@ -15,13 +15,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import trackeval
 
-if not hasattr(np, "asfarray"):  # motmetrics 1.4.0 still calls np.asfarray, removed in numpy 2
-    np.asfarray = lambda a, dtype=float: np.asarray(a, dtype=dtype)
-
-import motmetrics  # noqa: E402  (needs the shim above)
-
+from mixdvae.errors import InputError
 from mixdvae.mot import read_seqinfo
 
 BENCHMARKS = ("MOT15", "MOT16", "MOT17", "MOT20")
@@ -65,6 +60,8 @@ def evaluate(
 
 
 def _run_trackeval(gt_root: Path, trackers_root: Path, seq_info: dict[str, int], benchmark: str) -> dict:
+    import trackeval  # imported here: a second of start-up that only scoring needs
+
     eval_config = {
         "USE_PARALLEL": False,
         "PRINT_RESULTS": False,
@@ -74,6 +71,8 @@ def _run_trackeval(gt_root: Path, trackers_root: Path, seq_info: dict[str, int],
         "OUTPUT_DETAILED": False,
         "PLOT_CURVES": False,
         "LOG_ON_ERROR": None,
+        "BREAK_ON_ERROR": False,  # TrackEval's errors come back as a message (below), not as its traceback
+        "RETURN_ON_ERROR": True,
     }
     dataset_config = {
         "GT_FOLDER": str(gt_root),
@@ -87,13 +86,19 @@ def _run_trackeval(gt_root: Path, trackers_root: Path, seq_info: dict[str, int],
         "PRINT_CONFIG": False,
     }
     evaluator = trackeval.Evaluator(eval_config)
-    with contextlib.redirect_stdout(io.StringIO()):  # TrackEval prints its configs and progress
+    where = f"ground truth in {gt_root}, results of {', '.join(sorted(seq_info))}"
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):  # TrackEval prints configs, progress
         quiet = {"PRINT_CONFIG": False}
         metrics = [trackeval.metrics.HOTA(), trackeval.metrics.CLEAR(quiet), trackeval.metrics.Identity(quiet)]
-        output, messages = evaluator.evaluate([trackeval.datasets.MotChallenge2DBox(dataset_config)], metrics)
+        try:
+            dataset = trackeval.datasets.MotChallenge2DBox(dataset_config)
+        except trackeval.utils.TrackEvalException as err:
+            raise InputError(f"TrackEval cannot read the data ({where}): {err}") from None
+        output, messages = evaluator.evaluate([dataset], metrics)
     message = messages["MotChallenge2DBox"]["tracker"]
     if message != "Success":
-        raise RuntimeError(f"TrackEval failed: {message}")
+        raise InputError(f"TrackEval rejected the input ({where}): {message}")
     return output["MotChallenge2DBox"]["tracker"]
 
 
@@ -142,6 +147,10 @@ def motmetrics_scores(sequences: dict[str, tuple[np.ndarray, np.ndarray]]) -> di
     Returns:
         MOTA, MOTP (as 100 * mean IoU of matches), IDF1 in percent; IDSW, FP, FN, MT, ML as counts.
     """
+    if not hasattr(np, "asfarray"):  # motmetrics 1.4.0 still calls np.asfarray, removed in numpy 2
+        np.asfarray = lambda a, dtype=float: np.asarray(a, dtype=dtype)
+    import motmetrics  # after the shim above
+
     accumulators = []
     for gt, results in sequences.values():
         gt = gt[gt[:, 6] != 0]

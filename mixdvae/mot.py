@@ -22,16 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from mixdvae.errors import DataNotFoundError, InputError
+
 NUM_COLUMNS = 10
 MIN_COLUMNS = {"det": 7, "gt": 7, "results": 6}
 MOT17_DETECTORS = ("DPM", "FRCNN", "SDP")
 
 
-class MOTFormatError(ValueError):
+class MOTFormatError(InputError):
     """A MOTChallenge file that cannot be read; the message names the file and line."""
 
 
-class SequenceNotFoundError(FileNotFoundError):
+class SequenceNotFoundError(DataNotFoundError):
     """The requested sequence folder does not exist; the message says where data should go."""
 
 
@@ -215,7 +217,8 @@ class Sequence:
         folder = Path(folder)
         info_path = folder / "seqinfo.ini"
         if not info_path.is_file():
-            raise SequenceNotFoundError(f"{info_path} not found: every MOTChallenge sequence folder needs seqinfo.ini")
+            problem = f"{info_path} not found: every MOTChallenge sequence folder needs seqinfo.ini"
+            raise InputError(problem) if folder.is_dir() else SequenceNotFoundError(problem)
         info = read_seqinfo(info_path)
         det_path = Path(det_file) if det_file else folder / "det" / "det.txt"
         if not det_path.is_file():
@@ -256,6 +259,36 @@ class Sequence:
             atomic_write_text(folder / "gt" / "gt.txt", format_rows(self.gt))
 
 
+SCORED_CLASSES = (1,)  # MOT16/17/20 class TrackEval scores: pedestrian
+PERSON_CLASSES = (1, 2, 7)  # people who move like pedestrians: pedestrian, person on vehicle, static person
+
+
+def has_class_column(gt: np.ndarray) -> bool:
+    """Whether column 8 of ground-truth rows (G, >=9) holds MOT16/17/20 classes (integers 1..12, with a visibility
+    in [0, 1] beside them) rather than MOT15's world coordinates or -1."""
+    if len(gt) == 0 or gt.shape[1] < 9:
+        return False
+    cls, vis = gt[:, 7], gt[:, 8]
+    return bool(np.all((cls == np.round(cls)) & (cls >= 1) & (cls <= 12)) and np.all((vis >= 0) & (vis <= 1)))
+
+
+def pedestrian_rows(gt: np.ndarray, classes: tuple[int, ...] | None = SCORED_CLASSES,
+                    scored_only: bool = True) -> np.ndarray:
+    """The ground-truth rows (G, 10) that are pedestrians: the one definition used by scoring helpers, plots and
+    the motion prior's training data.
+
+    Args:
+        gt: ground-truth rows ``frame, id, x, y, w, h, flag, class, visibility, ...``.
+        classes: classes kept where the file has a class column (MOT16/17/20); files without one (MOT15, whose
+            columns 8-10 are world coordinates or -1) keep every row. None keeps every class.
+        scored_only: drop the zero-flagged rows (boxes the benchmark ignores).
+    """
+    keep = gt[:, 6] != 0 if scored_only else np.ones(len(gt), dtype=bool)
+    if classes is not None and has_class_column(gt):
+        keep &= np.isin(gt[:, 7], classes)
+    return gt[keep]
+
+
 def split_by_frame(rows: np.ndarray, length: int) -> list[np.ndarray]:
     """Split (R, 1 + C) rows whose first column is the 1-based frame into ``length`` arrays of (M_t, C)."""
     frames = rows[:, 0].astype(int)
@@ -294,6 +327,11 @@ def find_sequence(data_root: str | os.PathLike, name: str, detector: str = "FRCN
     for folder in candidates:
         if (folder / "seqinfo.ini").is_file():
             return folder
+    for folder in candidates:
+        if folder.is_dir():
+            raise InputError(f"{folder / 'seqinfo.ini'} not found: the sequence folder {folder} exists, but every "
+                             "MOTChallenge sequence folder needs a seqinfo.ini ([Sequence] with frameRate, seqLength, "
+                             "imWidth, imHeight)")
     raise SequenceNotFoundError(missing_data_message(data_root, name))
 
 

@@ -20,11 +20,6 @@ POINTS = ("foot", "centre")
 _PALETTE = colormaps["tab20"]
 
 
-def pedestrian_rows(gt: np.ndarray) -> np.ndarray:
-    """Ground-truth rows (G, 10) that are scored pedestrians: flag not 0 and class 1 (MOT16-20) or -1 (MOT15)."""
-    return gt[(gt[:, 6] != 0) & np.isin(gt[:, 7], (1, -1))]
-
-
 def id_colour(track_id: int) -> tuple[float, float, float]:
     """RGB colour (components in 0..1) of an identity."""
     return tuple(_PALETTE(int(track_id) % _PALETTE.N)[:3])

@@ -1,32 +1,25 @@
-"""What the command-line tools share: sequence resolution, timed tracking runs, exit codes and JSON output."""
+"""What the tracking tools share: sequence resolution, timed tracking runs, scoring and JSON output."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from mixdvae.mot import MOTFormatError, Sequence, SequenceNotFoundError, atomic_write_text, find_sequence
+from mixdvae.mot import Sequence, SequenceNotFoundError, atomic_write_text, find_sequence
 from mixdvae.mot import list_sequences, write_results
+from mixdvae.resources import data_home, shared_data
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_ROOT = REPO_ROOT / "data" / "synthetic" / "train"
-MOT15_ROOT = REPO_ROOT.parent / "shared" / "data" / "MOT15" / "train"  # real evaluation data, read in place
-
-EXIT_OK = 0
-EXIT_USAGE = 2  # argparse's own code for a bad command line
-EXIT_NOT_FOUND = 3
-EXIT_BAD_INPUT = 4
-EXIT_CODES_HELP = (
-    "exit codes: 0 success; 2 bad command line; 3 sequence, data or file not found; "
-    "4 malformed input file (the message names file and line)"
-)
-
+DEFAULT_DATA_ROOT = data_home() / "synthetic" / "train"  # generated on first use
+MOT15_ROOT = shared_data("MOT15", "train")  # real evaluation data, read in place
 
 @dataclass
 class Run:
@@ -61,6 +54,34 @@ def run_tracker(tracker, sequence: Sequence, progress: bool = False) -> Run:
     return Run(sequence, tracker.name, results, seconds)
 
 
+def track_one(tracker_name: str, config, overrides: dict, sequence: Sequence, threads: int = 1,
+              progress: bool = False) -> Run:
+    """Build the tracker ``tracker_name`` from ``config`` and ``overrides`` and run it on ``sequence``."""
+    import torch
+
+    from mixdvae.trackers import make_tracker
+
+    torch.set_num_threads(threads)
+    return run_tracker(make_tracker(tracker_name, config, **overrides), sequence, progress=progress)
+
+
+def track_sequences(tracker_name: str, config, overrides: dict, sequences: list[Sequence], workers: int = 1,
+                    threads: int = 1, progress: bool = True) -> list[Run]:
+    """Track each sequence with a fresh tracker, in ``workers`` processes (1: in this process, with a per-frame
+    bar); the results do not depend on ``workers`` (each sequence is tracked independently and deterministically).
+    Runs come back in the order of ``sequences``."""
+    if workers <= 1 or len(sequences) <= 1:
+        return [track_one(tracker_name, config, overrides, seq, threads, progress) for seq in sequences]
+    context = multiprocessing.get_context("spawn")  # no state inherited from this process (torch threads, CUDA)
+    with ProcessPoolExecutor(max_workers=min(workers, len(sequences)), mp_context=context) as pool:
+        futures = [pool.submit(track_one, tracker_name, config, overrides, seq, threads) for seq in sequences]
+        done = tqdm(as_completed(futures), total=len(futures), desc=f"{tracker_name} ({workers} workers)",
+                    unit="seq", disable=not progress)
+        for _ in done:
+            pass
+        return [future.result() for future in futures]
+
+
 def score_results(data_root: str | os.PathLike, results: dict[str, np.ndarray], folder: str | os.PathLike) -> dict:
     """TrackEval scores (:func:`mixdvae.evaluation.evaluate`) of in-memory results ``{sequence: (R, 6) rows}``,
     written as MOTChallenge files into ``folder`` first; the benchmark mode comes from the sequence names."""
@@ -73,12 +94,6 @@ def score_results(data_root: str | os.PathLike, results: dict[str, np.ndarray], 
         files[name] = folder / f"{name}.txt"
         write_results(files[name], rows)
     return evaluate(data_root, files, guess_benchmark(next(iter(results))))
-
-
-def default_config(tracker_name: str) -> Path | None:
-    """``configs/<tracker>.yaml`` when it exists: the settings the command-line tools use by default."""
-    path = REPO_ROOT / "configs" / f"{tracker_name}.yaml"
-    return path if path.is_file() else None
 
 
 def ensure_default_data(data_root: Path) -> None:
@@ -99,27 +114,6 @@ def load_sequences(data_root: str | os.PathLike, names: list[str], detector: str
         if not names:
             raise SequenceNotFoundError(f"no sequence folders (with seqinfo.ini) in {data_root}")
     return [Sequence.load(find_sequence(data_root, name, detector)) for name in names]
-
-
-def fail(message: str, code: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
-
-
-def guarded(main):
-    """Run a tool's ``main`` turning expected failures into a message on stderr and a meaningful exit code."""
-
-    def wrapper(argv=None) -> int:
-        try:
-            return main(argv)
-        except MOTFormatError as err:
-            return fail(str(err), EXIT_BAD_INPUT)
-        except FileNotFoundError as err:
-            return fail(str(err), EXIT_NOT_FOUND)
-        except (ValueError, KeyError) as err:
-            return fail(str(err), EXIT_BAD_INPUT)
-
-    return wrapper
 
 
 def write_json(path: str | os.PathLike, payload) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from mixdvae.boxes import iou_matrix
-from mixdvae.mot import Sequence, atomic_write_text, list_sequences, split_by_frame
+from mixdvae.mot import Sequence, atomic_write_text, list_sequences, pedestrian_rows, split_by_frame
 
 MANIFEST = "manifest.json"
 
@@ -36,22 +36,6 @@ class WindowInfo:
     length: int
     target_ids: list[int]
     coverage: list[float]
-
-
-def usable_gt(gt: np.ndarray) -> np.ndarray:
-    """Ground-truth rows of pedestrians to track: ``flag != 0``, and class 1 where the file has classes.
-
-    MOT16/17/20 files hold ``flag, class, visibility`` in columns 7-9 (class an integer 1..12, visibility in
-    [0, 1]); MOT15 files hold ``flag`` and either -1 or world coordinates, which are not classes.
-    """
-    cls, vis = gt[:, 7], gt[:, 8]
-    has_classes = len(gt) > 0 and bool(
-        np.all((cls == np.round(cls)) & (cls >= 1) & (cls <= 12)) and np.all((vis >= 0) & (vis <= 1))
-    )
-    keep = gt[:, 6] != 0
-    if has_classes:
-        keep &= cls == 1
-    return gt[keep]
 
 
 def match_frame(dets_xywh: np.ndarray, gt_xywh: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -93,7 +77,7 @@ def build_windows(
     if sequence.gt is None:
         raise ValueError(f"{sequence.name}: 3T windows need ground truth (gt/gt.txt)")
     rng = np.random.default_rng(seed)
-    gt = usable_gt(sequence.gt)
+    gt = pedestrian_rows(sequence.gt)
     gt_frames = split_by_frame(gt[:, :6], sequence.length)  # per frame: id, x, y, w, h
     det_frames = split_by_frame(sequence.detections, sequence.length)  # per frame: the 9 other columns
     matches = []  # per frame: {gt id: detection row index}

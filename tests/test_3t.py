@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from mixdvae.mot import Sequence
-from mixdvae.threet import build_windows, load_windows, save_windows, score, synthetic_window, usable_gt
+from mixdvae.mot import Sequence, pedestrian_rows
+from mixdvae.threet import build_windows, load_windows, save_windows, score, synthetic_window
 from tests.conftest import make_sequence, walk
 from tests.tools_loader import load_tool
 
@@ -72,12 +72,12 @@ def test_windows_are_deterministic_and_shuffled():
     assert len(set(orders)) > 1
 
 
-def test_usable_gt_handles_mot15_and_mot17_columns():
+def test_pedestrian_rows_handles_mot15_and_mot17_columns():
     mot15 = np.array([[1, 1, 0, 0, 10, 10, 1, -5.0, 11.9, 0.7], [1, 2, 0, 0, 10, 10, 0, 2.0, 3.0, 0.5]])
     mot17 = np.array([[1, 1, 0, 0, 10, 10, 1, 1, 0.8, -1], [1, 2, 0, 0, 10, 10, 1, 7, 1.0, -1],
                       [1, 3, 0, 0, 10, 10, 0, 1, 1.0, -1]])
-    assert usable_gt(mot15)[:, 1].tolist() == [1]  # world coordinates are not classes
-    assert usable_gt(mot17)[:, 1].tolist() == [1]  # static person (7) and zero-marked rows dropped
+    assert pedestrian_rows(mot15)[:, 1].tolist() == [1]  # world coordinates are not classes
+    assert pedestrian_rows(mot17)[:, 1].tolist() == [1]  # static person (7) and zero-marked rows dropped
 
 
 def test_save_and_load_round_trip(tmp_path):

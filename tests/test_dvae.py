@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixdvae.dvae import DKF, DVAE, MODELS, SRNN, VRNN, CheckpointError, load_prior
+from mixdvae.dvae import DVAE, MODELS, SRNN, VRNN, CheckpointError, load_prior
 from mixdvae.dvae.cv import CVParams, cv_filter, cv_nll, cv_predict_ahead, fit_cv
 from mixdvae.dvae.evaluate import dvae_predictions, iou_cxcywh
 

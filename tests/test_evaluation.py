@@ -3,7 +3,7 @@ import pytest
 
 from mixdvae.evaluation import COMBINED, evaluate, guess_benchmark, motmetrics_scores
 from mixdvae.mot import Sequence, read_mot_file, write_results
-from trackers import KalmanTracker
+from mixdvae.trackers import KalmanTracker
 from tests.conftest import MOT15_SEQUENCES, make_sequence, walk
 
 

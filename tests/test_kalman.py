@@ -3,7 +3,7 @@ import pytest
 
 from mixdvae.mot import write_results
 from mixdvae.evaluation import evaluate
-from trackers import KalmanTracker, make_tracker
+from mixdvae.trackers import KalmanTracker, make_tracker
 from tests.conftest import MOT15_SEQUENCES, REPO, make_sequence, walk
 
 SORT_CONFIG = REPO / "configs" / "sort.yaml"
@@ -32,11 +32,11 @@ def test_occlusion_gap_bridged():
     target = walk((50, 200), (5, 1), range(1, 41))
     detections = [(f, x, y, w, h, 0.9) for f, x, y, w, h in target if not 15 <= f <= 22]  # 8 missed frames
     seq = make_sequence({1: target}, 40, detections)
-    results = KalmanTracker(min_hits=1, max_age=10).track(seq)
+    results = KalmanTracker(min_hits=1, max_age_frames=10).track(seq)
     assert set(results[:, 1]) == {1}
     assert set(results[:, 0]) == set(range(1, 41)) - set(range(15, 23))
-    sort_like = KalmanTracker(min_hits=1, max_age=1).track(seq)
-    assert len(set(sort_like[:, 1])) == 2  # SORT's max_age=1 loses it: the test can tell the difference
+    sort_like = KalmanTracker(min_hits=1, max_age_frames=1).track(seq)
+    assert len(set(sort_like[:, 1])) == 2  # SORT's max_age_frames=1 loses it: the test can tell the difference
 
 
 def test_false_positive_not_reported_and_weak_detections_only_extend_tracks():

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mixdvae.mot import write_results
-from mixdvae.plotting import pedestrian_rows, plot_trajectories, track_point
+from mixdvae.mot import pedestrian_rows, write_results
+from mixdvae.plotting import plot_trajectories, track_point
 from mixdvae.synthetic import generate_sequence
 from tests.tools_loader import load_tool
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mixdvae.vem import ConstantVelocityPrior, DVAEPrior, PriorContext, StaticPrior, VEMConfig, VEMInput, run_vem
-from mixdvae.vem.assign import assignment_logits, detection_noise, m_step, normalise, pseudo_observations
+from mixdvae.vem.assign import assignment_logits, detection_noise, m_step, normalise
 from mixdvae.threet import score, synthetic_window
 
 
@@ -346,7 +346,7 @@ def crossing_windows(count=4, length=60):
 
 
 def test_mixdvae_tracks_a_synthetic_three_target_crossing_without_id_switch():
-    from trackers.vem import MixDVAETracker
+    from mixdvae.trackers.vem import MixDVAETracker
 
     windows = crossing_windows()
     tracker = MixDVAETracker(model=StandInDVAE(), num_sources=3)
@@ -357,7 +357,7 @@ def test_mixdvae_tracks_a_synthetic_three_target_crossing_without_id_switch():
 
 def test_mixdvae_with_the_shipped_prior_tracks_without_id_switch():
     from mixdvae.dvae import available_priors
-    from trackers.vem import MixDVAETracker
+    from mixdvae.trackers.vem import MixDVAETracker
 
     if "srnn_mot" not in available_priors():
         pytest.skip("the shipped prior data/priors/srnn_mot.pt is not there yet")
@@ -369,8 +369,8 @@ def test_mixdvae_with_the_shipped_prior_tracks_without_id_switch():
 
 @pytest.mark.parametrize("name", ["vkf", "gmm"])
 def test_baseline_trackers_run_and_report_every_source_every_frame(name):
-    from trackers import make_tracker
-    import trackers.vem  # noqa: F401
+    from mixdvae.trackers import make_tracker
+    import mixdvae.trackers.vem  # noqa: F401
 
     window = crossing_windows(1, length=30)[0]
     tracker = make_tracker(name, None, num_sources=3)
@@ -381,7 +381,7 @@ def test_baseline_trackers_run_and_report_every_source_every_frame(name):
 
 
 def test_vkf_tracks_the_synthetic_crossing_and_is_deterministic():
-    from trackers.vem import VKFTracker
+    from mixdvae.trackers.vem import VKFTracker
 
     windows = crossing_windows()
     a = VKFTracker(num_sources=3).track_windows(windows)
@@ -392,7 +392,7 @@ def test_vkf_tracks_the_synthetic_crossing_and_is_deterministic():
 
 
 def test_update_buffers_frames_and_matches_track_on_the_last_frame():
-    from trackers.vem import VKFTracker
+    from mixdvae.trackers.vem import VKFTracker
 
     window = crossing_windows(1, length=20)[0]
     tracker = VKFTracker(num_sources=3)
@@ -406,8 +406,8 @@ def test_update_buffers_frames_and_matches_track_on_the_last_frame():
 
 
 def test_from_config_accepts_base_and_prior_parameters(tmp_path):
-    from trackers import make_tracker
-    import trackers.vem  # noqa: F401
+    from mixdvae.trackers import make_tracker
+    import mixdvae.trackers.vem  # noqa: F401
 
     path = tmp_path / "vkf.yaml"
     path.write_text("tracker: vkf\nnum_sources: 3\naccel_std: 0.003\nmax_iter: 5\nr: [0.1, 0.05, 0.15, 0.08]\n")
@@ -415,11 +415,11 @@ def test_from_config_accepts_base_and_prior_parameters(tmp_path):
     assert tracker.config.max_iter == 5 and tracker.prior_args["accel_std"] == 0.003
     with pytest.raises(ValueError, match="unknown parameter"):
         make_tracker("vkf", None, no_such_thing=1)
-    from trackers import GMMTracker, MixDVAETracker, VKFTracker
+    from mixdvae.trackers import GMMTracker, MixDVAETracker, VKFTracker
 
     with pytest.raises(ValueError, match="position_std"):
         VKFTracker(position_std=0.1)  # a GMM prior's argument, not the VKF's
-    assert {"model", "z_mode", "r", "window"} <= MixDVAETracker.parameter_names()
+    assert {"model", "z_mode", "r", "window_s"} <= MixDVAETracker.parameter_names()
     assert "device" in MixDVAETracker.parameter_names() and "model" not in VKFTracker.parameter_names()
     assert GMMTracker(position_std=0.2).prior.position_std == 0.2
 

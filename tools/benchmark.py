@@ -3,7 +3,7 @@
 
 Prints, per data set, the combined TrackEval scores (HOTA, MOTA, IDF1, IDSW, FP, FN) and the tracking speed in
 frames per second (median over --repeats timed runs after one warm-up run, single process, tracking only).
-The Kalman tracker runs twice: with SORT's settings (configs/sort.yaml) and with its tuned defaults.
+Every tracker runs with its defaults (the tuned settings); the Kalman tracker also with SORT's (configs/sort.yaml).
 
 Example:
     python tools/benchmark.py                          # synthetic + ../shared/data/MOT15/train when present
@@ -20,20 +20,20 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mixdvae.evaluation import COMBINED, format_table  # noqa: E402
-from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, MOT15_ROOT, REPO_ROOT, guarded  # noqa: E402
-from mixdvae.runner import default_config, load_sequences, run_tracker, score_results, write_json  # noqa: E402
-from trackers import TRACKERS, make_tracker  # noqa: E402
+from mixdvae.evaluation import COMBINED, format_table
+from mixdvae.cli import guarded
+from mixdvae.cli import parser as make_parser
+from mixdvae.errors import EXIT_OK
+from mixdvae.resources import config_file
+from mixdvae.runner import DEFAULT_DATA_ROOT, MOT15_ROOT, load_sequences, run_tracker, score_results, write_json
+from mixdvae.trackers import TRACKERS, make_tracker
 
 COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "FP", "FN", "fps")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES_HELP
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--trackers", nargs="+", default=sorted(TRACKERS), choices=sorted(TRACKERS),
                         help="registered trackers to run (default: all)")
     parser.add_argument("--data-roots", nargs="+", type=Path, default=[DEFAULT_DATA_ROOT, MOT15_ROOT],
@@ -52,8 +52,8 @@ def entries(tracker_names: list[str]) -> list[tuple[str, str, Path | None]]:
     rows = []
     for name in tracker_names:
         if name == "kalman":
-            rows.append(("kalman (SORT settings)", name, REPO_ROOT / "configs" / "sort.yaml"))
-        rows.append((f"{name} (defaults)", name, default_config(name)))
+            rows.append(("kalman (SORT settings)", name, config_file("sort")))
+        rows.append((f"{name} (defaults)", name, None))
     return rows
 
 

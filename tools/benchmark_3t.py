@@ -22,23 +22,16 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import torch
+import yaml
 
-import trackers.vem  # noqa: E402,F401  (registers mixdvae, vkf, gmm)
-from mixdvae.mot import Sequence, atomic_write_text, list_sequences  # noqa: E402
-from mixdvae.runner import MOT15_ROOT  # noqa: E402
-from mixdvae.threet import build_windows, score  # noqa: E402
+from mixdvae.mot import Sequence, atomic_write_text, list_sequences
+from mixdvae.resources import data_home, shipped_dir
+from mixdvae.runner import MOT15_ROOT
+from mixdvae.threet import build_windows, score
 
-try:
-    import trackers.kalman  # noqa: E402,F401
-except ImportError:  # pragma: no cover
-    pass
-
-REPO = Path(__file__).resolve().parent.parent
-SYNTH_DIR = REPO / "data" / "synthetic"
+SYNTH_DIR = data_home() / "synthetic"
 DEFAULT_SETS = ["mot15:60:10", "mot15:60:40", "mot15:120:40", "synthetic:60:40", "synthetic:120:40"]
 DEFAULT_TRACKERS = ["mixdvae", "vkf", "gmm", "kalman"]
 
@@ -209,7 +202,7 @@ def main(argv=None) -> int:
             continue
         for name in args.trackers:
             config = configs.get(name)
-            for default in (REPO / "configs" / f"3t_{name}.yaml", REPO / "configs" / f"vem_{name}.yaml"):
+            for default in (shipped_dir("configs") / f"3t_{name}.yaml", shipped_dir("configs") / f"vem_{name}.yaml"):
                 if config is None and default.is_file():
                     config = default
             try:

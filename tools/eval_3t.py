@@ -20,21 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import numpy as np
+import torch
+import yaml
 
-import trackers.vem  # noqa: E402,F401  (registers mixdvae, vkf, gmm)
-from mixdvae.mot import MOTFormatError, atomic_write_text, write_results  # noqa: E402
-from mixdvae.threet import load_windows, score  # noqa: E402
-from trackers import TRACKERS, make_tracker  # noqa: E402
-
-try:  # the SORT-family tracker (N-known baseline)
-    import trackers.kalman  # noqa: E402,F401
-except ImportError:  # pragma: no cover
-    pass
+from mixdvae.mot import MOTFormatError, atomic_write_text, write_results
+from mixdvae.threet import load_windows, score
+from mixdvae.trackers import TRACKERS, make_tracker
 
 
 def accepted_parameters(cls) -> set[str]:

@@ -32,20 +32,20 @@ from pathlib import Path
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mixdvae.data import load_mot_tracks, real_windows, windows_from_tracks  # noqa: E402
-from mixdvae.dvae import DVAE, load_prior  # noqa: E402
-from mixdvae.dvae.cv import CVParams, fit_cv  # noqa: E402
-from mixdvae.dvae.evaluate import METRIC_KEYS, Metrics, evaluate_cv, evaluate_dvae  # noqa: E402
-from mixdvae.dvae.training import RECIPE_VERSION, REPO_ROOT, build_data, merge_config, resolve_path, train_prior  # noqa: E402
+from mixdvae.data import load_mot_tracks, real_windows, windows_from_tracks
+from mixdvae.dvae import DVAE, load_prior
+from mixdvae.dvae.cv import CVParams, fit_cv
+from mixdvae.dvae.evaluate import METRIC_KEYS, Metrics, evaluate_cv, evaluate_dvae
+from mixdvae.dvae.training import RECIPE_VERSION, build_data, merge_config, resolve_path, train_prior
+from mixdvae.resources import config_file
 
 DEFAULT_ROOT = "../shared/data/MOT15/train"
 MODEL_NAMES = ("srnn", "vrnn", "dkf")
 
 
 def load_config(model: str) -> dict:
-    path = REPO_ROOT / "configs" / f"prior_{model}.yaml"
+    path = config_file(f"prior_{model}")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: the training config of the {model} prior")
     return yaml.safe_load(path.read_text()) or {}

@@ -16,10 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mixdvae.mot import MOTFormatError, Sequence, SequenceNotFoundError, find_sequence, list_sequences  # noqa: E402
-from mixdvae.threet import build_windows, save_windows  # noqa: E402
+from mixdvae.mot import MOTFormatError, Sequence, SequenceNotFoundError, find_sequence, list_sequences
+from mixdvae.threet import build_windows, save_windows
 
 
 def parse_args(argv=None) -> argparse.Namespace:

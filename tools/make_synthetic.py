@@ -17,11 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mixdvae.mot import Sequence  # noqa: E402
-from mixdvae.runner import EXIT_CODES_HELP, EXIT_OK, REPO_ROOT, guarded  # noqa: E402
-from mixdvae.synthetic import sequence_stats, write_benchmark  # noqa: E402
+from mixdvae.mot import Sequence
+from mixdvae.resources import data_home
+from mixdvae.cli import guarded
+from mixdvae.errors import EXIT_CODES_HELP, EXIT_OK
+from mixdvae.synthetic import sequence_stats, write_benchmark
 
 COLUMNS = (
     ("name", "{:<10}"), ("frames", "{:>7}"), ("fps", "{:>5g}"), ("size", "{:>11}"), ("ids", "{:>5}"),
@@ -41,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "miss = share of gt boxes without a detection; occl = share of gt boxes with visibility < 0.5. "
         + EXIT_CODES_HELP,
     )
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "data" / "synthetic",
+    parser.add_argument("--out", type=Path, default=data_home() / "synthetic",
                         help="output folder; sequences go to OUT/train/SYNTH-NN (default: data/synthetic in the repo)")
     parser.add_argument("--num-sequences", type=int, default=6, metavar="N",
                         help="number of sequences, SYNTH-01 .. SYNTH-N (default: 6)")

@@ -18,12 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mixdvae.mot import MOT17_DETECTORS, Sequence, find_sequence, read_mot_file, read_seqinfo  # noqa: E402
-from mixdvae.plotting import POINTS, draw_frames, pedestrian_rows, plot_trajectories  # noqa: E402
-from mixdvae.runner import DEFAULT_DATA_ROOT, EXIT_CODES_HELP, EXIT_OK, REPO_ROOT, ensure_default_data  # noqa: E402
-from mixdvae.runner import guarded  # noqa: E402
+from mixdvae.mot import MOT17_DETECTORS, Sequence, find_sequence, pedestrian_rows, read_mot_file, read_seqinfo
+from mixdvae.plotting import POINTS, draw_frames, plot_trajectories
+from mixdvae.cli import guarded
+from mixdvae.errors import EXIT_CODES_HELP, EXIT_OK
+from mixdvae.runner import DEFAULT_DATA_ROOT, ensure_default_data
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.results is None and not args.gt:
         parser.error("nothing to plot: give --results FILE and/or --gt")
     if args.out is None:
-        gt_only = REPO_ROOT / "runs" / "plots" / f"{args.seq}-gt.png"
+        gt_only = Path("runs") / "plots" / f"{args.seq}-gt.png"
         args.out = args.results.with_suffix(".png") if args.results else gt_only
     return args
 

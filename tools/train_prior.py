@@ -18,10 +18,9 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mixdvae.dvae import PRIORS_DIR  # noqa: E402
-from mixdvae.dvae.training import merge_config, resolve_path, train_prior  # noqa: E402
+from mixdvae.dvae import PRIORS_DIR
+from mixdvae.dvae.training import merge_config, resolve_path, train_prior
 
 
 def parse_override(text: str) -> dict:

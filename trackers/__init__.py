@@ -1,6 +1,11 @@
-"""Tracker classes behind one interface (:class:`trackers.base.Tracker`) and their registry."""
+"""Tracker classes behind one interface (:class:`mixdvae.trackers.base.Tracker`) and their registry.
 
-from trackers.base import Tracker
+The folder is ``trackers/`` in the repository and installs as ``mixdvae.trackers`` (a top-level ``trackers``
+would clash with other PyPI packages of that name). Code that did ``from trackers import ...`` now writes
+``from mixdvae.trackers import ...``.
+"""
+
+from mixdvae.trackers.base import Tracker
 
 TRACKERS: dict[str, type[Tracker]] = {}
 
@@ -18,5 +23,8 @@ def make_tracker(name: str, config=None, **overrides) -> Tracker:
     return TRACKERS[name].from_config(config, **overrides)
 
 
-from trackers.kalman import KalmanTracker  # noqa: E402  (registers itself)
-from trackers.vem import GMMTracker, MixDVAETracker, VKFTracker  # noqa: E402  (register themselves)
+from mixdvae.trackers.kalman import KalmanTracker  # noqa: E402  (registers itself)
+from mixdvae.trackers.vem import GMMTracker, MixDVAETracker, VKFTracker  # noqa: E402  (register themselves)
+
+__all__ = ["TRACKERS", "Tracker", "register", "make_tracker", "KalmanTracker", "GMMTracker", "MixDVAETracker",
+           "VKFTracker"]

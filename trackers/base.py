@@ -6,32 +6,55 @@ them once to whatever its motion model uses.
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+import torch
 from tqdm import tqdm
 
+from mixdvae.config import check_params, load_yaml_mapping, parameter_specs
+from mixdvae.errors import ConfigError, InputError, UsageError
 from mixdvae.mot import Sequence
+from mixdvae.resources import config_file
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """A tracker configuration from a YAML file: a mapping (empty file: ``{}``); malformed YAML or another
-    top-level type is a ValueError naming the file."""
+def load_config(path_or_name: str | Path) -> dict[str, Any]:
+    """A tracker configuration: a YAML file, or the name of a shipped one (``"sort"`` is ``configs/sort.yaml``).
+    Malformed YAML or another top-level type than a mapping is a ConfigError naming the file."""
+    path = Path(path_or_name)
+    if not path.is_file() and path.suffix in ("", ".yaml") and path.parent == Path("."):
+        path = config_file(path.name)
+    return load_yaml_mapping(path)
+
+
+def parse_device(device: str | torch.device, owner: str) -> torch.device:
+    """A torch device from ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; UsageError when unknown or without CUDA."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle)
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: malformed YAML: {err}") from None
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
-        kind = type(config).__name__
-        raise ValueError(f"{path}: a tracker configuration must be a mapping of parameters, got {kind}")
-    return config
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"{owner}: device: {device!r} is not a device (cpu, cuda, cuda:N)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{owner}: device {device}: this torch build or machine has no CUDA device")
+    return parsed
+
+
+def check_detections(detections: np.ndarray, frame: int) -> np.ndarray:
+    """The (M, 5) float array ``x, y, w, h, score`` of one frame, or an InputError saying what is wrong."""
+    array = np.asarray(detections, dtype=float)
+    if array.size == 0:
+        return np.zeros((0, 5))
+    if array.ndim != 2 or array.shape[1] != 5:
+        raise InputError(f"frame {frame}: detections must be an (M, 5) array x, y, w, h, score; got shape "
+                         f"{array.shape}")
+    if not np.isfinite(array).all():
+        raise InputError(f"frame {frame}: detections contain NaN or infinite values")
+    if (array[:, 2:4] <= 0).any():
+        bad = int(np.flatnonzero((array[:, 2:4] <= 0).any(axis=1))[0])
+        raise InputError(f"frame {frame}: detection {bad} has a non-positive width or height "
+                         f"(w={array[bad, 2]:g}, h={array[bad, 3]:g})")
+    return array
 
 
 class Tracker(ABC):
@@ -73,13 +96,22 @@ class Tracker(ABC):
     @classmethod
     def parameter_names(cls) -> set[str]:
         """Names accepted by :meth:`from_config`: the constructor's keyword arguments."""
-        return set(inspect.signature(cls.__init__).parameters) - {"self"}
+        return set(parameter_specs(cls))
+
+    @classmethod
+    def check_arguments(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's arguments validated against their annotations and ``cls.BOUNDS``."""
+        return check_params(values, parameter_specs(cls), getattr(cls, "BOUNDS", None), cls.name)
+
+    def get_params(self) -> dict[str, Any]:
+        """Every constructor argument's value in this tracker (defaults included)."""
+        return {name: getattr(self, name) for name in sorted(self.parameter_names())}
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | str | Path | None = None, **overrides: Any) -> "Tracker":
-        """Build from a dict or a YAML file of constructor arguments, then ``overrides``.
-
-        A ``tracker:`` key, if present, must name this class; unknown keys are an error naming the key.
+        """Build from a dict, a YAML file or a shipped config's name, then ``overrides``. The file only overrides
+        the class defaults. A ``tracker:`` key, if present, must name this class; unknown keys and bad values are
+        a :class:`~mixdvae.errors.ConfigError` naming the file and the key.
         """
         source = "config"
         if isinstance(config, (str, Path)):
@@ -89,10 +121,12 @@ class Tracker(ABC):
         params.update(overrides)
         declared = params.pop("tracker", cls.name)
         if declared != cls.name:
-            raise ValueError(f"{source}: written for tracker {declared!r}, not {cls.name!r}")
-        allowed = cls.parameter_names()
-        unknown = sorted(set(params) - allowed)
+            raise ConfigError(f"{source}: written for tracker {declared!r}, not {cls.name!r}")
+        unknown = sorted(set(params) - cls.parameter_names())
         if unknown:
-            raise ValueError(f"{source}: unknown parameter(s) {unknown} for {cls.name}; allowed: {sorted(allowed)}")
-        return cls(**params)
-
+            raise ConfigError(f"{source}: unknown parameter(s) {unknown} for {cls.name}; "
+                              f"allowed: {sorted(cls.parameter_names())}")
+        try:
+            return cls(**params)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None

@@ -2,7 +2,7 @@
 
 Each track is a constant-velocity Kalman filter (filterpy). Every frame: predict all tracks, match detections
 to predictions by the Hungarian algorithm on IoU (matches below ``iou_threshold`` rejected), update the matched
-filters, start tracks from unmatched detections, delete tracks unmatched for more than ``max_age`` frames, and
+filters, start tracks from unmatched detections, delete tracks unmatched for more than ``max_age_frames`` frames, and
 report tracks matched in this frame once they have ``min_hits`` consecutive matches.
 
 With ``second_round=True`` detections are split by score (the ByteTrack idea): tracks are first matched to
@@ -23,9 +23,10 @@ import numpy as np
 from filterpy.kalman import KalmanFilter
 from scipy.optimize import linear_sum_assignment
 
+from mixdvae.config import Range
 from mixdvae.boxes import cxcywh_to_xywh, iou_matrix, xywh_to_cxcywh
-from trackers import register
-from trackers.base import Tracker
+from mixdvae.trackers import register
+from mixdvae.trackers.base import Tracker, check_detections
 
 MOTION_MODELS = ("sort", "xywh")
 
@@ -147,10 +148,10 @@ class KalmanTracker(Tracker):
     """Constant-velocity Kalman filters with Hungarian IoU assignment (SORT, optionally ByteTrack's two rounds).
 
     The defaults were tuned on the four MOT15 sequences and the synthetic benchmark together (a grid over
-    max_age, min_hits, high_score, iou_threshold and motion_model; see the README's benchmark section).
+    max_age_frames, min_hits, high_score, iou_threshold and motion_model; see the README's benchmark section).
 
     Args:
-        max_age: frames a track survives without a match before deletion.
+        max_age_frames: frames a track survives without a match before deletion.
         min_hits: consecutive matches, after the detection that started the track, before it is reported
             (all tracks are reported during the first ``min_hits`` frames of a sequence, as in SORT).
         iou_threshold: minimum IoU between a prediction and a detection for a match.
@@ -170,10 +171,16 @@ class KalmanTracker(Tracker):
     """
 
     name = "kalman"
+    BOUNDS = {
+        "max_age_frames": Range(0), "min_hits": Range(0), "iou_threshold": Range(0, 1), "high_score": Range(),
+        "low_score": Range(), "second_iou_threshold": Range(0, 1), "motion_model": MOTION_MODELS,
+        "position_noise": Range(0, exclusive_low=True), "velocity_noise": Range(0, exclusive_low=True),
+        "num_sources": Range(1),
+    }
 
     def __init__(
         self,
-        max_age: int = 30,
+        max_age_frames: int = 30,
         min_hits: int = 1,
         iou_threshold: float = 0.3,
         second_round: bool = True,
@@ -185,16 +192,8 @@ class KalmanTracker(Tracker):
         velocity_noise: float = 0.00625,
         num_sources: int | None = None,
     ):
-        if motion_model not in MOTION_MODELS:
-            raise ValueError(f"motion_model must be one of {MOTION_MODELS}, got {motion_model!r}")
-        self.max_age = max_age
-        self.min_hits = min_hits
-        self.iou_threshold = iou_threshold
-        self.second_round = second_round
-        self.high_score = high_score
-        self.low_score = low_score
-        self.second_iou_threshold = second_iou_threshold
-        self.num_sources = num_sources
+        args = self.check_arguments({k: v for k, v in locals().items() if k not in ("self", "__class__")})
+        self.__dict__.update(args)
         self.motion = SortMotion() if motion_model == "sort" else SizeAdaptiveMotion(position_noise, velocity_noise)
         self.reset()
 
@@ -229,9 +228,7 @@ class KalmanTracker(Tracker):
             self._next_id += 1
 
     def update(self, detections: np.ndarray) -> np.ndarray:
-        detections = np.asarray(detections, dtype=float).reshape(-1, 5)
-        if not np.isfinite(detections).all():
-            raise ValueError("detections contain NaN or infinite values")
+        detections = check_detections(detections, self.frame + 1)
         self.frame += 1
         predicted = self._predicted_boxes()  # (N, 4)
         strong = detections[detections[:, 4] >= self.high_score]
@@ -248,7 +245,7 @@ class KalmanTracker(Tracker):
 
     def _report(self) -> np.ndarray:
         if self.num_sources is None:
-            self.tracks = [t for t in self.tracks if t.time_since_update <= self.max_age]
+            self.tracks = [t for t in self.tracks if t.time_since_update <= self.max_age_frames]
             startup = self.frame <= self.min_hits
             shown = [t for t in self.tracks if t.time_since_update < 1 and (t.hit_streak >= self.min_hits or startup)]
         else:

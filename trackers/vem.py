@@ -18,138 +18,93 @@ Boxes are converted once to ``cx, cy, w, h`` at the boundary.
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 
 import numpy as np
-import torch
+
+from mixdvae.config import Range, check_params, parameter_specs
+from mixdvae.errors import ConfigError
 
 from mixdvae.mot import Sequence
 from mixdvae.vem import ConstantVelocityPrior, DVAEPrior, StaticPrior, TrajectoryPrior, VEMConfig, run_vem
 from mixdvae.vem.tracking import WindowConfig, WindowedTracking
 from mixdvae.vem.windows import pack_sequences, unpack_results
-from trackers import register
-from trackers.base import Tracker
+from mixdvae.trackers import register
+from mixdvae.trackers.base import Tracker, check_detections, parse_device
 
 
 class VEMTracker(Tracker):
     """Common part of the VEM trackers.
 
+    Every parameter has one default, held where it acts; the tracker takes them all as keyword arguments:
+
+    * the engine's, :class:`mixdvae.vem.VEMConfig` (detection noise ``r``, clutter, ``temperature``,
+      ``exclusive``, ``var_cap``, ``max_iter``, ...), except ``dtype``;
+    * whole-sequence tracking's, :class:`mixdvae.vem.tracking.WindowConfig` (``window_s``, ``hop``,
+      ``birth_*``, ``max_gap_s``, ``max_age_s``, ``min_score``, ...; durations in seconds);
+    * the trajectory prior's, the keyword arguments of :attr:`prior_class`.
+
+    The defaults are the tuned values (the README's tables use them); a YAML file passed to
+    :meth:`from_config` overrides some of them, and :meth:`get_params` lists them all.
+
     Args:
-        num_sources: N, the number of sources, initialised from the N highest-scoring detections of the first
-            frame (None: every detection of the first frame).
-        r: initial detection-noise scale, one number or one per coordinate of ``cx, cy, w, h`` (std of a
-            detection's coordinate = r * its width for cx and w, r * its height for cy and h).
-        r_min, r_max: bounds of the M-step for r; r_prior_weight: pseudo-detections pulling r towards ``r``.
-        update_r, update_clutter: run the M-step for r and for the clutter weight.
-        clutter_weight: initial clutter weight pi_0.
-        clutter_model: ``"box"`` (uniform over the boxes of the image) or ``"area"`` (1 / image area), see
-            :class:`mixdvae.vem.VEMConfig`.
-        temperature: tempering exponent of the E-W Gaussian term.
-        max_iter, min_iter: VEM iterations after the filtering pass (at most, at least).
-        tol, tol_mean: convergence thresholds on the change of eta and of the means (in box heights).
-        init_std: std of the initial boxes, in units of the detection noise.
-        exclusive: Sinkhorn normalisations of E-W (a soft one-to-one assignment; 0 = off), see
-            :class:`mixdvae.vem.VEMConfig`.
-        one_detection: each source keeps its assignment mass on its most likely detection of each frame only,
-            see :class:`mixdvae.vem.VEMConfig`.
-        var_cap: bound on the sources' predictive variance in the first assignment, in units of the detection
-            noise (None: unbounded), see :class:`mixdvae.vem.VEMConfig`.
-        min_score: detections below this score are ignored.
+        num_sources: None (default): whole sequences with births and deaths; N: N fixed sources initialised
+            from the N highest-scoring detections of the first frame (the 3T protocol).
         device: ``"cpu"`` or ``"cuda"``.
         max_buffer: frames kept by :meth:`update` in the fixed-source mode.
-        window, hop, birth_score, birth_frames, birth_iou, observed_mass, max_gap, max_age, merge_iou:
-            whole-sequence tracking (``num_sources=None``), see :class:`mixdvae.vem.tracking.WindowConfig`;
-            durations in seconds.
-        **prior_args: the arguments of :attr:`prior_class` (the trajectory prior), with its defaults.
+        **params: the engine's, the windowed tracking's and the prior's parameters (above).
     """
 
     name = "vem"
     prior_class: type[TrajectoryPrior]  # set by each tracker: its prior's arguments are the tracker's too
+    BOUNDS = {"num_sources": Range(1), "max_buffer": Range(1)}
 
-    def __init__(
-        self,
-        num_sources: int | None = None,
-        r: float | list[float] = (0.1, 0.05, 0.15, 0.08),
-        r_min: float = 0.02,
-        r_max: float = 0.3,
-        r_prior_weight: float = 10.0,
-        update_r: bool = True,
-        update_clutter: bool = True,
-        clutter_weight: float = 0.01,
-        clutter_model: str = "box",
-        temperature: float = 1.0,
-        max_iter: int = 20,
-        min_iter: int = 1,
-        tol: float = 1e-3,
-        tol_mean: float = 1e-2,
-        init_std: float = 1.0,
-        exclusive: int = 0,
-        one_detection: bool = False,
-        var_cap: float | None = None,
-        min_score: float = -np.inf,
-        device: str = "cpu",
-        max_buffer: int = 300,
-        window: float = 0.6,
-        hop: float = 0.5,
-        birth_score: float = 0.8,
-        birth_frames: int = 3,
-        birth_iou: float = 0.3,
-        observed_mass: float = 0.5,
-        max_gap: float = 0.2,
-        max_age: float = 1.0,
-        merge_iou: float = 0.6,
-        **prior_args,
-    ):
-        unknown = sorted(set(prior_args) - self.prior_parameter_names())
+    def __init__(self, num_sources: int | None = None, device: str = "cpu", max_buffer: int = 300, **params):
+        own = check_params({"num_sources": num_sources, "device": device, "max_buffer": max_buffer},
+                           parameter_specs(VEMTracker.__init__), self.BOUNDS, self.name)
+        self.num_sources, self.max_buffer = own["num_sources"], own["max_buffer"]
+        self.device = parse_device(device, self.name)
+        groups = self.parameter_groups()
+        unknown = sorted(set(params) - set().union(*groups.values()))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown} for {self.name}")
-        self.prior_args = prior_args
-        if num_sources is not None and num_sources < 1:
-            raise ValueError(f"num_sources must be a positive integer or None, got {num_sources}")
-        self.num_sources = num_sources
-        self.config = VEMConfig(
-            r=r,
-            r_bounds=(r_min, r_max),
-            r_prior_weight=r_prior_weight,
-            update_r=update_r,
-            update_clutter=update_clutter,
-            clutter_weight=clutter_weight,
-            clutter_model=clutter_model,
-            temperature=temperature,
-            max_iter=max_iter,
-            min_iter=min_iter,
-            tol=tol,
-            tol_mean=tol_mean,
-            init_std=init_std,
-            exclusive=exclusive,
-            one_detection=one_detection,
-            var_cap=var_cap,
-        )
-        self.min_score = min_score
-        self.device = torch.device(device)
-        self.max_buffer = max_buffer
-        self.window_config = WindowConfig(
-            window=window, hop=hop, min_score=min_score, birth_score=birth_score, birth_frames=birth_frames,
-            birth_iou=birth_iou, observed_mass=observed_mass, max_gap=max_gap, max_age=max_age,
-            merge_iou=merge_iou,
-        )
+            allowed = sorted(self.parameter_names())
+            raise ConfigError(f"{self.name}: unknown parameter(s) {unknown}; allowed: {allowed}")
+        self.config = VEMConfig(**{k: v for k, v in params.items() if k in groups["engine"]})
+        self.window_config = WindowConfig(**{k: v for k, v in params.items() if k in groups["window"]})
+        prior_specs = parameter_specs(self.prior_class)
+        self.prior_args = check_params({k: v for k, v in params.items() if k in groups["prior"]}, prior_specs,
+                                       getattr(self.prior_class, "BOUNDS", None), f"{self.name} prior")
+        self.min_score = self.window_config.min_score
         self.last_result = None
         self._prior: TrajectoryPrior | None = None
         self.reset()
 
     @classmethod
-    def prior_parameter_names(cls) -> set[str]:
-        """The arguments of :attr:`prior_class`, given to the tracker as keywords (the device is the tracker's)."""
-        return _named_arguments(cls.prior_class.__init__) - {"device"}
+    def parameter_groups(cls) -> dict[str, set[str]]:
+        """The keyword parameters by where they act: ``engine``, ``window`` and ``prior``."""
+        return {
+            "engine": set(parameter_specs(VEMConfig)) - {"dtype"},
+            "window": set(parameter_specs(WindowConfig)),
+            "prior": set(parameter_specs(cls.prior_class)) - {"device"},
+        }
 
     @classmethod
     def parameter_names(cls) -> set[str]:
-        """Constructor arguments of the VEM trackers plus those of this tracker's prior."""
-        return _named_arguments(VEMTracker.__init__) | cls.prior_parameter_names()
+        """Every keyword argument of this tracker (its own, the engine's, the window's and the prior's)."""
+        return set(parameter_specs(VEMTracker.__init__)).union(*cls.parameter_groups().values())
+
+    def get_params(self) -> dict:
+        """Every parameter's value in this tracker (defaults included), as plain YAML-friendly values."""
+        engine = {k: getattr(self.config, k) for k in self.parameter_groups()["engine"]}
+        window = dataclasses.asdict(self.window_config)
+        prior = {name: default for name, (_, default) in parameter_specs(self.prior_class).items() if name != "device"}
+        prior.update(self.prior_args)
+        own = {"num_sources": self.num_sources, "device": str(self.device), "max_buffer": self.max_buffer}
+        return _plain({**own, **engine, **window, **prior})
 
     # -- the prior -------------------------------------------------------------------------------------
     def make_prior(self) -> TrajectoryPrior:
-        takes_device = "device" in _named_arguments(self.prior_class.__init__)
+        takes_device = "device" in parameter_specs(self.prior_class)
         return self.prior_class(**self.prior_args, **({"device": self.device} if takes_device else {}))
 
     @property
@@ -181,7 +136,7 @@ class VEMTracker(Tracker):
     def track(self, sequence: Sequence, progress: bool = False) -> np.ndarray:
         self.reset(sequence.frame_rate, sequence.image_size)
         if self.num_sources is None:
-            return self._stream.run(sequence)
+            return self._stream.run(sequence, progress=progress, label=self.name)
         return self.track_windows([sequence])[0]
 
     # -- per-frame interface -------------------------------------------------------------------------------
@@ -200,9 +155,7 @@ class VEMTracker(Tracker):
     def update(self, detections: np.ndarray) -> np.ndarray:
         """Consume a frame. Whole-sequence mode: returns the final (L, 5) ``x, y, w, h, id`` tracks of frame
         ``self.frame - self.lag`` (empty until then); fixed-source mode: the tracks of this frame."""
-        detections = np.asarray(detections, dtype=float).reshape(-1, 5)
-        if not np.isfinite(detections).all():
-            raise ValueError("detections contain NaN or infinite values")
+        detections = check_detections(detections, self.frame + 1)
         self.frame += 1
         if self.num_sources is None:
             self._stream.push(detections)
@@ -239,10 +192,9 @@ class VEMTracker(Tracker):
         return pending
 
 
-def _named_arguments(method) -> set[str]:
-    """Names of a method's arguments, without ``self``, ``*args`` and ``**kwargs``."""
-    params = inspect.signature(method).parameters.values()
-    return {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+def _plain(values: dict) -> dict:
+    """Sorted, with tuples as lists: a configuration ready for ``yaml.safe_dump``."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(values.items())}
 
 
 @register

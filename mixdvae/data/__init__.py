@@ -13,7 +13,6 @@ from .synthetic_trajectories import (
     walker_trajectories,
 )
 from .trajectories import (
-    PEDESTRIAN_CLASSES,
     BoxWindows,
     Track,
     gt_sequences,
@@ -28,7 +27,6 @@ from .trajectories import (
 
 __all__ = [
     "PIECE_KINDS",
-    "PEDESTRIAN_CLASSES",
     "BoxWindows",
     "Track",
     "WalkerParams",

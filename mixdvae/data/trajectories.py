@@ -1,6 +1,6 @@
 """Single-target box trajectories cut into windows, from MOTChallenge ground truth or generated.
 
-Coordinate normalisation (the choice for the motion prior, see :mod:`mixdvae.dvae.normalization`):
+Coordinate normalisation (the choice for the motion prior, see :mod:`mixdvae.data.normalization`):
 
 * Boxes are ``cx, cy, w, h`` in pixels while they are collected (:class:`BoxWindows`).
 * The model sees each window relative to **its own first box**: centre offsets from that box's centre, and all
@@ -24,12 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ..boxes import xywh_to_cxcywh
-from ..dvae import normalization
-from ..mot import list_sequences, read_mot_file, read_seqinfo
+from . import normalization
+from ..mot import PERSON_CLASSES, list_sequences, pedestrian_rows, read_mot_file, read_seqinfo
 
 # MOT16/17/20 ground-truth classes that move like pedestrians: pedestrian, person on vehicle, static person.
-# MOT15 has no class column (-1): every track counts.
-PEDESTRIAN_CLASSES = (-1, 1, 2, 7)
 
 
 @dataclass
@@ -117,26 +115,17 @@ def _pad_to(boxes: np.ndarray, length: int) -> np.ndarray:
 # tracks from ground truth
 
 
-def has_class_column(gt: np.ndarray) -> bool:
-    """Whether column 8 of ground-truth rows holds MOT16/17/20 classes (integers -1..12, with a visibility in
-    [-1, 1] beside them when present), rather than MOT15's world coordinates (any real numbers)."""
-    cls = gt[:, 7]
-    if not (np.all(cls == np.round(cls)) and np.all((cls >= -1) & (cls <= 12))):
-        return False
-    return gt.shape[1] < 9 or bool(np.all((gt[:, 8] >= -1) & (gt[:, 8] <= 1)))
-
-
 def tracks_from_gt(
     gt: np.ndarray,
     sequence: str = "",
     fps: float = 25.0,
     min_length: int = 2,
-    classes: tuple[int, ...] | None = PEDESTRIAN_CLASSES,
+    classes: tuple[int, ...] | None = PERSON_CLASSES,
 ) -> list[Track]:
     """Split MOTChallenge ground-truth rows (R, >=8) into frame-contiguous tracks, sorted by id then frame.
 
-    Rows whose class (column 8) is not in ``classes`` are dropped (None keeps all); files whose column 8 is not
-    a class (MOT15: world coordinates or -1) keep every row. Duplicate (id, frame) rows
+    Rows that are not pedestrians of ``classes`` are dropped (:func:`mixdvae.mot.pedestrian_rows`; None keeps
+    all; MOT15 files, without classes, keep every row). Duplicate (id, frame) rows
     keep the first. Tracks shorter than ``min_length`` are dropped.
     """
     gt = np.asarray(gt, dtype=float)
@@ -144,8 +133,7 @@ def tracks_from_gt(
         return []
     if gt.shape[1] < 8:
         gt = np.pad(gt, ((0, 0), (0, 8 - gt.shape[1])), constant_values=-1.0)
-    if classes is not None and has_class_column(gt):
-        gt = gt[np.isin(gt[:, 7].astype(int), np.asarray(classes))]
+    gt = pedestrian_rows(gt, classes, scored_only=False)
     tracks = []
     for track_id in np.unique(gt[:, 1]).astype(int):
         rows = gt[gt[:, 1] == track_id]

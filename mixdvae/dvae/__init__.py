@@ -1,4 +1,5 @@
-"""Dynamical VAEs (DVAE) used as motion priors: SRNN (MixDVAE's prior), VRNN and DKF.
+"""Dynamical VAEs (DVAE) used as priors: SRNN (MixDVAE's prior), VRNN, DKF, and the frame-independent VAE;
+motion priors on boxes (``srnn_mot``) and speech priors on power spectra (``srnn_speech``, ``vae_speech``).
 
 Public API::
 
@@ -7,7 +8,11 @@ Public API::
     state, x_prev = prior.init_state(B), prior.x0(B)
     mean, var, state = prior.step(state, x_prev, z=None)  # Gaussian prediction of x_t, model coordinates
 
-Model coordinates: :mod:`mixdvae.dvae.normalization`. Interface details: :mod:`mixdvae.dvae.base`.
+    speech = load_prior("srnn_speech")                   # x = power spectrogram (B, T, 513), see base.LogPowerIO
+    q_mean, q_var = speech.encode(power)                 # q(z_t | x), (B, T, z_dim)
+    v = speech.predict_sequence(power, z)["var"]         # source variance v_t (B, T, 513) given z, x_{<t}
+
+Model coordinates: :mod:`mixdvae.data.normalization`. Interface details: :mod:`mixdvae.dvae.base`.
 """
 
 from __future__ import annotations
@@ -15,19 +20,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mixdvae.errors import DataNotFoundError
+from mixdvae.resources import shipped_dir
+
 from .base import DVAE, CheckpointError
 from .dkf import DKF
 from .likelihood import LIKELIHOODS, register_likelihood
 from .srnn import SRNN
+from .vae import VAE
 from .vrnn import VRNN
 
-MODELS: dict[str, type[DVAE]] = {"srnn": SRNN, "vrnn": VRNN, "dkf": DKF}
+MODELS: dict[str, type[DVAE]] = {"srnn": SRNN, "vrnn": VRNN, "dkf": DKF, "vae": VAE}
 
-PRIORS_DIR = Path(__file__).resolve().parents[2] / "data" / "priors"
+PRIORS_DIR = shipped_dir("priors")  # data/priors of the checkout, installed as the package mixdvae.priors
 
 
 def prior_path(name_or_path: str | os.PathLike) -> Path:
-    """A prior's checkpoint: an existing path as given, else ``data/priors/NAME.pt`` of the repository."""
+    """A prior's checkpoint: an existing path as given, else the shipped ``data/priors/NAME.pt``."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".pt" or os.sep in str(name_or_path) or candidate.is_file():
         return candidate
@@ -42,11 +51,11 @@ def available_priors() -> list[str]:
 def load_prior(name_or_path: str | os.PathLike, device="cpu") -> DVAE:
     """Load a trained prior by name (``"srnn_mot"`` -> ``data/priors/srnn_mot.pt``) or by path, in eval mode.
 
-    Raises FileNotFoundError (naming the shipped priors) or :class:`CheckpointError`.
+    Raises :class:`mixdvae.errors.DataNotFoundError` (naming the shipped priors) or :class:`CheckpointError`.
     """
     path = prior_path(name_or_path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"prior {str(name_or_path)!r} not found at {path}; shipped priors: {available_priors() or 'none'}. "
             "Train one with: python tools/train_prior.py --config configs/prior_srnn.yaml"
         )
@@ -58,6 +67,7 @@ __all__ = [
     "SRNN",
     "VRNN",
     "DKF",
+    "VAE",
     "MODELS",
     "CheckpointError",
     "LIKELIHOODS",

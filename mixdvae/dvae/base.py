@@ -48,6 +48,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mixdvae.errors import InputError
+
 from .likelihood import make_likelihood
 
 CHECKPOINT_FORMAT = "mixdvae-dvae"
@@ -76,7 +78,7 @@ BASE_DEFAULTS: dict[str, Any] = {
 }
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError):
     """A DVAE checkpoint that cannot be used: unreadable, corrupt, or not matching its config."""
 
 

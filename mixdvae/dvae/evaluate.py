@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import normalization
+from ..data import normalization
 from .cv import CVParams, cv_filter, cv_predict_ahead
 
 LOG_2PI = math.log(2 * math.pi)

@@ -45,10 +45,11 @@ from ..data import (
     walker_trajectories,
     windows_from_tracks,
 )
-from . import MODELS, PRIORS_DIR
+from mixdvae.resources import CHECKOUT_ROOT
+
+from . import MODELS
 from .cv import CVParams, fit_cv
 
-REPO_ROOT = PRIORS_DIR.parents[1]
 
 # Version of the training recipe beyond the config (data generators, objective, model code): bump it whenever a
 # change alters what a config trains, so that cached models (tools/eval_prior.py's fold models) are retrained.
@@ -117,9 +118,9 @@ def merge_config(base: dict, override: dict | None) -> dict:
 
 
 def resolve_path(path: str | Path) -> Path:
-    """Relative paths in configs are relative to the repository root."""
+    """Relative paths in configs are relative to the repository root (the working folder outside a checkout)."""
     path = Path(path)
-    return path if path.is_absolute() else REPO_ROOT / path
+    return path if path.is_absolute() else (CHECKOUT_ROOT or Path.cwd()) / path
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ The sequence is cut into windows of ``W`` frames advancing by ``H`` frames (``H 
    window's first ``H`` frames (later chains are born by a later window, with more evidence).
 4. **Pass 2** runs the VEM with carried and new sources together, so they compete for the detections.
 5. **Output** for the first ``H`` frames, which no later window revisits: a source is reported where it is
-   *observed* (assignment mass >= ``observed_mass``) and in gaps of at most ``max_gap`` seconds between two
+   *observed* (assignment mass >= ``observed_mass``) and in gaps of at most ``max_gap_s`` seconds between two
    observations inside the window (an occlusion bridged by the prior).
-6. **Deaths.** A source not observed for more than ``max_gap`` seconds, or whose box centre has left the
+6. **Deaths.** A source not observed for more than ``max_age_s`` seconds, or whose box centre has left the
    image, dies; its identity is never reused.
 
 Online use therefore lags by up to ``W`` frames. Boxes are ``cx, cy, w, h`` (pixels) inside, ``x, y, w, h``
@@ -22,12 +22,16 @@ at the boundary; frames are 1-based in the results.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+from tqdm import tqdm
 
+from mixdvae.config import Bound, Range, check_params, parameter_specs
 from mixdvae.boxes import cxcywh_to_xywh, iou, iou_matrix, xywh_to_cxcywh
 from mixdvae.mot import Sequence
 from mixdvae.vem.engine import VEMConfig, VEMInput, run_vem
@@ -38,40 +42,52 @@ VELOCITY_SECONDS = 0.3  # span of the mean increment that gives a source's veloc
 
 @dataclass
 class WindowConfig:
-    """Parameters of windowed tracking. Durations are in seconds and converted with the frame rate.
+    """Parameters of windowed tracking. Durations (``*_s``) are in seconds, converted with the frame rate.
+    The defaults are the tuned tracker's (README, "How the defaults were chosen").
 
     Attributes:
-        window: window length W (seconds; at least ``min_window_frames`` frames).
+        window_s: window length W (seconds; at least ``min_window_frames`` frames).
         hop: advance H between windows, as a fraction of the window (0 < hop < 1).
         min_score: detections below this score are ignored.
         birth_score: minimum score of the detections that can start a source.
         birth_frames: consecutive frames of unexplained detections needed for a birth.
         birth_iou: IoU linking a candidate detection to the next frame's.
         observed_mass: assignment mass above which a source counts as observed in a frame.
-        max_gap: longest unobserved stretch (seconds) bridged in the output (an occlusion).
-        max_age: a source unobserved for longer than this (seconds) dies.
+        max_gap_s: longest unobserved stretch (seconds) bridged in the output (an occlusion).
+        max_age_s: a source unobserved for longer than this (seconds) dies.
         merge_iou: two sources overlapping with this mean IoU over a window's final frames track the same
             target: the weaker one is removed (see :func:`duplicates`).
         min_window_frames: lower bound of W in frames (low frame rates).
     """
 
-    window: float = 1.0
+    window_s: float = 1.0
     hop: float = 0.5
     min_score: float = 0.1
-    birth_score: float = 0.6
-    birth_frames: int = 3
+    birth_score: float = 0.8
+    birth_frames: int = 2
     birth_iou: float = 0.3
     observed_mass: float = 0.5
-    max_gap: float = 0.3
-    max_age: float = 1.0
+    max_gap_s: float = 0.6
+    max_age_s: float = 1.0
     merge_iou: float = 0.6
     min_window_frames: int = 8
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "window_s": Range(0, exclusive_low=True), "hop": Range(0, 0.99, exclusive_low=True),
+        "birth_frames": Range(1), "birth_iou": Range(0, 1), "observed_mass": Range(0, 1), "max_gap_s": Range(0),
+        "max_age_s": Range(0, exclusive_low=True), "merge_iou": Range(0, 1), "min_window_frames": Range(3),
+    }
+
+    def __post_init__(self):
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name, value in check_params(values, parameter_specs(WindowConfig), self.BOUNDS, "windowed tracking").items():
+            setattr(self, name, value)
+
     def frames(self, frame_rate: float) -> tuple[int, int, int, int]:
         """``(W, H, max_gap, max_age)`` in frames for a frame rate."""
-        window = max(self.min_window_frames, int(round(self.window * frame_rate)), self.birth_frames + 2)
+        window = max(self.min_window_frames, int(round(self.window_s * frame_rate)), self.birth_frames + 2)
         hop = min(window - self.birth_frames, max(1, int(round(self.hop * window))))
-        return window, hop, int(round(self.max_gap * frame_rate)), max(1, int(round(self.max_age * frame_rate)))
+        return window, hop, int(round(self.max_gap_s * frame_rate)), max(1, int(round(self.max_age_s * frame_rate)))
 
 
 class WindowedTracking:
@@ -109,9 +125,11 @@ class WindowedTracking:
         self.next_id = 1
         self.rows: list[np.ndarray] = []
 
-    def run(self, sequence: Sequence) -> np.ndarray:
-        """Track a whole sequence; returns (R, 6) ``frame, id, x, y, w, h`` sorted by frame then id."""
-        for frame in range(1, sequence.length + 1):
+    def run(self, sequence: Sequence, progress: bool = False, label: str = "vem") -> np.ndarray:
+        """Track a whole sequence; returns (R, 6) ``frame, id, x, y, w, h`` sorted by frame then id.
+        ``progress`` shows a tqdm bar over frames labelled ``label``."""
+        frames = range(1, sequence.length + 1)
+        for frame in tqdm(frames, desc=f"{label} {sequence.name}", unit="frame", disable=not progress):
             self.push(sequence.frame_detections(frame))
         self.finish()
         return self.results()

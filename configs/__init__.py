@@ -1,0 +1,1 @@
+"""Shipped YAML configurations, found with :func:`mixdvae.resources.config_file`."""
