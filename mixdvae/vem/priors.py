@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from mixdvae.dvae import normalization as norm
+from mixdvae.data import normalization as norm
 
 Pseudo = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
