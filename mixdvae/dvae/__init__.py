@@ -1,4 +1,5 @@
-"""Dynamical VAEs (DVAE) used as motion priors: SRNN (MixDVAE's prior), VRNN and DKF.
+"""Dynamical VAEs (DVAE) used as priors: SRNN (MixDVAE's prior), VRNN, DKF, and the frame-independent VAE;
+motion priors on boxes (``srnn_mot``) and speech priors on power spectra (``srnn_speech``, ``vae_speech``).
 
 Public API::
 
@@ -7,6 +8,9 @@ Public API::
     state, x_prev = prior.init_state(B), prior.x0(B)
     mean, var, state = prior.step(state, x_prev, z=None)  # Gaussian prediction of x_t, model coordinates
 
+    speech = load_prior("srnn_speech")                   # x = power spectrogram (B, T, 513), see base.LogPowerIO
+    q_mean, q_var = speech.encode(power)                 # q(z_t | x), (B, T, z_dim)
+    v = speech.predict_sequence(power, z)["var"]         # source variance v_t (B, T, 513) given z, x_{<t}
 
 Model coordinates: :mod:`mixdvae.data.normalization`. Interface details: :mod:`mixdvae.dvae.base`.
 """
@@ -23,9 +27,10 @@ from .base import DVAE, CheckpointError
 from .dkf import DKF
 from .likelihood import LIKELIHOODS, register_likelihood
 from .srnn import SRNN
+from .vae import VAE
 from .vrnn import VRNN
 
-MODELS: dict[str, type[DVAE]] = {"srnn": SRNN, "vrnn": VRNN, "dkf": DKF}
+MODELS: dict[str, type[DVAE]] = {"srnn": SRNN, "vrnn": VRNN, "dkf": DKF, "vae": VAE}
 
 PRIORS_DIR = shipped_dir("priors")  # data/priors of the checkout, installed as the package mixdvae.priors
 
@@ -62,6 +67,7 @@ __all__ = [
     "SRNN",
     "VRNN",
     "DKF",
+    "VAE",
     "MODELS",
     "CheckpointError",
     "LIKELIHOODS",

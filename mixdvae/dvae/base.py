@@ -1,4 +1,4 @@
-"""Common base of the dynamical VAEs (SRNN, VRNN, DKF).
+"""Common base of the dynamical VAEs (SRNN, VRNN, DKF) and of the frame-independent VAE.
 
 Conventions (all models):
 
@@ -30,7 +30,13 @@ Conventions (all models):
   fixed variance ``config["first_var"]``.
 
   ``"direct"``: the networks see and predict standardised ``x`` (``mean = x_mean + x_std * d``); every step
-  is scored. Meant for other data (spectrograms).
+  is scored. Meant for other real-valued data.
+
+  ``"log_power"``: power spectra (x = |STFT|^2 per bin, x_dim = F). The networks see the standardised
+  log-power ``(log(x + power_floor) - x_mean) / x_std`` (``x_mean``, ``x_std``: per-bin statistics of the
+  log-power) and output the log-variance of the complex-Gaussian source, ``log v = x_mean + l`` with ``l``
+  soft-clamped to ``logvar_range``; ``mean = var = v`` (the expected power of a complex Gaussian of variance
+  v). Use it with ``likelihood: itakura_saito``; every step is scored.
 * The reconstruction likelihood is pluggable (``config["likelihood"]``, see :mod:`.likelihood`).
 * Log-variances are soft-clamped (``config["logvar_range"]`` for x, ``config["z_logvar_range"]`` for z), so
   variances are never zero, infinite or NaN.
@@ -260,7 +266,42 @@ class DirectIO(_History, nn.Module):
         return mean, var
 
 
-IO_TYPES = {"box_increment": BoxIncrementIO, "direct": DirectIO}
+class LogPowerIO(_History, nn.Module):
+    """Power spectra: standardised log-power in, the variance ``v`` of each bin out (``mean = var = v``)."""
+
+    first_scored_step = 0
+    default_power_floor = 1e-10  # added to the power before the log (a -100 dB floor for unit-scale signals)
+
+    def __init__(self, config: dict):
+        super().__init__()
+        x_dim = config["x_dim"]
+        mean = config["x_mean"] if config["x_mean"] is not None else [0.0] * x_dim
+        std = config["x_std"] if config["x_std"] is not None else [1.0] * x_dim
+        self.register_buffer("x_mean", torch.tensor(mean, dtype=torch.float32))  # (F,) mean log-power
+        self.register_buffer("x_std", torch.tensor(std, dtype=torch.float32))  # (F,) std of the log-power
+        self.power_floor = float(config.get("power_floor", self.default_power_floor))
+        self.feature_dim = x_dim
+        self.low, self.high = (float(v) for v in config["logvar_range"])
+
+    def x0(self, batch_size: int, device=None) -> torch.Tensor:
+        """The typical power spectrum ``exp(x_mean)``, (batch_size, F)."""
+        return torch.exp(self.x_mean.to(device)).expand(batch_size, -1).clone()
+
+    def features(self, x_prev, hist, n) -> torch.Tensor:
+        first = (n < 1).to(x_prev.dtype)
+        log_power = torch.log(x_prev.clamp(min=0) + self.power_floor)
+        return ((log_power - self.x_mean) / self.x_std).clamp(-10, 10) * (1 - first)
+
+    def error_scale(self, x_prev: torch.Tensor) -> torch.Tensor:
+        """The typical power of each bin, ``exp(x_mean)`` (the scale of a power error)."""
+        return torch.exp(self.x_mean).expand_as(x_prev)
+
+    def output(self, raw_mean, raw_logvar, x_prev, n):
+        power = torch.exp(self.x_mean + soft_clamp(raw_logvar, self.low, self.high))
+        return power, power
+
+
+IO_TYPES = {"box_increment": BoxIncrementIO, "direct": DirectIO, "log_power": LogPowerIO}
 
 
 # --------------------------------------------------------------------------------------------------------------

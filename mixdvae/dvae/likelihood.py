@@ -3,9 +3,11 @@
 Every likelihood scores data ``x`` (..., x_dim) against the decoder's output ``mean`` and ``var`` (same shape)
 and returns the negative log-likelihood summed over the last axis (nats), shape (...).
 
-``"gaussian"`` is the diagonal Gaussian used for trajectories. A likelihood that ignores ``mean`` (the
-Itakura-Saito / complex-Gaussian model of power spectrograms, ``x ~ Exp(var)`` per bin up to a constant) can
-be added with :func:`register_likelihood` without touching the models.
+``"gaussian"`` is the diagonal Gaussian used for trajectories. ``"itakura_saito"`` is the complex-Gaussian
+model of power spectrograms: the STFT coefficient s of each bin is ``N_c(0, var)`` and x = |s|^2 its power,
+so ``-log p(s) = log(pi) + log var + x / var`` (it ignores ``mean``); up to terms in x alone it is the
+Itakura-Saito divergence ``x / var - log(x / var) - 1``. Others can be added with :func:`register_likelihood`
+without touching the models.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Callable
 import torch
 
 LOG_2PI = math.log(2.0 * math.pi)
+LOG_PI = math.log(math.pi)
 
 
 class Likelihood:
@@ -37,7 +40,20 @@ class GaussianLikelihood(Likelihood):
         return 0.5 * (LOG_2PI + torch.log(var) + (x - mean) ** 2 / var).sum(-1)
 
 
-LIKELIHOODS: dict[str, Callable[[], Likelihood]] = {"gaussian": GaussianLikelihood}
+class ItakuraSaitoLikelihood(Likelihood):
+    """Complex Gaussian ``N_c(s; 0, var)`` scored on the power ``x = |s|^2``: ``sum(log(pi) + log var + x / var)``."""
+
+    name = "itakura_saito"
+    uses_mean = False
+
+    def nll(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        return (LOG_PI + torch.log(var) + x / var).sum(-1)
+
+
+LIKELIHOODS: dict[str, Callable[[], Likelihood]] = {
+    "gaussian": GaussianLikelihood,
+    "itakura_saito": ItakuraSaitoLikelihood,
+}
 
 
 def register_likelihood(name: str, factory: Callable[[], Likelihood]) -> None:

@@ -1,7 +1,10 @@
-"""Training of DVAE motion priors (used by ``tools/train_prior.py`` and ``tools/eval_prior.py``).
+"""Training of DVAE priors (used by ``tools/train_prior.py`` and ``tools/eval_prior.py``): motion priors on box
+windows and speech priors on power spectrograms.
 
-One training config (YAML, see ``configs/prior_srnn.yaml``) holds the model config, the data recipe and the
-optimisation schedule. The objective, per batch of windows x (model coordinates, padded steps masked)::
+One training config (YAML, see ``configs/prior_srnn.yaml`` and ``configs/prior_speech_srnn.yaml``) holds the
+model config, the data recipe and the optimisation schedule. A config with a ``data: audio:`` section trains on
+power spectra of a speech corpus (:func:`build_spectrogram_data`), any other on box windows
+(:func:`build_data`). The objective, per batch of windows x (model coordinates, padded steps masked)::
 
     loss = -ELBO(x; beta)  +  pred_weight * NLL_ss(x; p_own)
 
@@ -20,6 +23,13 @@ Early stopping watches ``val_score`` = the same NLL_ss on the validation windows
 fixed random stream (so it is comparable across epochs); the best weights are kept and saved. Everything is seeded
 (``seed``); the data statistics the models use (``inc_std``, aspect ratio) are measured on the training windows
 and written into the model config.
+
+Spectrograms (``data.audio``): batches are random crops of ``segment`` frames from the power spectrogram of
+the training split (utterances computed one by one, then concatenated); ``pred_weight`` is 0 by default
+(teacher-forced ELBO only); early stopping watches the negative ELBO at the final ``beta`` on fixed
+``segment``-frame validation segments with a fixed random stream, and ``val_is`` reports the mean
+Itakura-Saito divergence per bin of their reconstructions. The per-bin mean and std of the training log-power
+(``x_mean``, ``x_std``) are written into the model config.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..audio.corpus import load_split
+from ..audio.stft import STFT, power_spectrogram
 from ..data import (
     BoxWindows,
     benchmark_trajectories,
@@ -48,6 +60,7 @@ from ..data import (
 from mixdvae.resources import CHECKOUT_ROOT
 
 from . import MODELS
+from .base import LogPowerIO
 from .cv import CVParams, fit_cv
 
 
@@ -104,6 +117,27 @@ DEFAULT_CONFIG: dict[str, Any] = {
     },
     "output": {"dir": "runs/prior_srnn", "checkpoint": None, "plot": True},
 }
+
+
+AUDIO_DEFAULT_CONFIG: dict[str, Any] = {
+    "seed": 0,
+    "model": {
+        "model": "srnn", "x_dim": 513, "z_dim": 16, "h_dim": 128, "dense_dim": 256, "embed_dim": 256,
+        "likelihood": "itakura_saito", "param": "log_power", "logvar_range": [-20.0, 20.0],
+    },
+    "data": {"audio": {"corpus": "data/speech", "segment": 50, "n_fft": 1024, "hop": 256, "window": "sine"}},
+    "train": {
+        **DEFAULT_CONFIG["train"], "lr": 1e-3, "batch_size": 32, "epochs": 400, "batches_per_epoch": 50,
+        "kl_warmup_epochs": 10, "pred_weight": 0.0, "ss_start_epoch": 0, "ss_ramp_epochs": 0, "ss_max": 0.0,
+        "patience": 30, "lr_patience": 10, "max_minutes": 40.0,
+    },
+    "output": {"dir": "runs/prior_speech", "checkpoint": None, "plot": True},
+}
+
+
+def is_audio_config(config: dict) -> bool:
+    """Whether ``config`` trains on spectrograms (it has a ``data: audio:`` section)."""
+    return bool((config.get("data") or {}).get("audio"))
 
 
 def merge_config(base: dict, override: dict | None) -> dict:
@@ -221,11 +255,164 @@ def data_statistics(windows: list[BoxWindows]) -> dict:
 # training
 
 
+@dataclass
+class SpectrogramData:
+    """Power spectra (model input) of a speech corpus: ``train`` (T, F), the training utterances' frames
+    concatenated, and ``val`` (S, segment, F), non-overlapping validation segments."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    corpus: str
+    speakers: list[str]
+
+    def describe(self) -> dict:
+        return {
+            "corpus": self.corpus,
+            "train_speakers": self.speakers,
+            "train_frames": int(self.train.shape[0]),
+            "val_segments": int(self.val.shape[0]),
+            "segment": int(self.val.shape[1]) if len(self.val) else None,
+            "bins": int(self.train.shape[1]),
+        }
+
+
+def build_spectrogram_data(config: dict, log: Callable[[str], None] = print) -> SpectrogramData:
+    """Power spectrograms of the train and val splits of the corpus in ``config["data"]["audio"]``."""
+    audio = config["data"]["audio"]
+    corpus = resolve_path(audio["corpus"])
+    setting = STFT(int(audio["n_fft"]), int(audio["hop"]), str(audio["window"]))
+    segment = int(audio["segment"])
+    train_split = load_split(corpus, "train")
+    train = split_power_frames(train_split, setting)
+    val_frames = split_power_frames(load_split(corpus, "val"), setting)
+    n_val = val_frames.shape[0] // segment
+    val = val_frames[: n_val * segment].reshape(n_val, segment, -1)
+    log(f"spectrograms: {train.shape[0]} training frames, {n_val} validation segments of {segment} frames ({corpus})")
+    return SpectrogramData(train, val, str(audio["corpus"]), list(train_split.speaker_names))
+
+
+def split_power_frames(split, setting: STFT) -> torch.Tensor:
+    """Power spectrogram frames (T, F) float32 of every utterance of ``split`` (a corpus split) at least one
+    STFT frame long, concatenated."""
+    frames = [power_spectrogram(torch.from_numpy(split.utterance(i)), setting)
+              for i in range(len(split)) if split.offsets[i + 1] - split.offsets[i] >= setting.n_fft]
+    if not frames:
+        return torch.zeros(0, setting.n_bins)
+    return torch.cat(frames).float()
+
+
+def spectrogram_statistics(power: torch.Tensor, power_floor: float) -> dict:
+    """Per-bin mean and std of the log-power ``log(power + power_floor)`` of ``power`` (T, F), in chunks."""
+    total = torch.zeros(power.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for chunk in power.split(65536):
+        log_power = torch.log(chunk.double() + power_floor)
+        total += log_power.sum(0)
+        squares += (log_power**2).sum(0)
+    mean = total / power.shape[0]
+    std = (squares / power.shape[0] - mean**2).clamp(min=1e-4).sqrt()
+    return {"x_dim": int(power.shape[1]), "x_mean": mean.tolist(), "x_std": std.tolist()}
+
+
 def _tensor(windows: BoxWindows, device) -> tuple[torch.Tensor, torch.Tensor]:
     return (
         torch.as_tensor(windows.to_model(), device=device),
         torch.as_tensor(windows.mask, device=device),
     )
+
+
+class MotionBatches:
+    """Training batches of box windows, a fixed share real (the rest synthetic), and their validation."""
+
+    def __init__(self, data: PriorData, config: dict, device):
+        if not len(data.train_real) and not len(data.train_synth):
+            raise ValueError("no training windows: check data.real.roots and data.synthetic")
+        self.data, self.config = data, config
+        self.xr, self.mr = _tensor(data.train_real, device)
+        self.xs, self.ms = _tensor(data.train_synth, device)
+        weight = float(config["data"]["real"]["weight"])
+        val_sets = [(w, v) for w, v in ((data.val_real, weight), (data.val_synth, 1 - weight)) if len(w)]
+        self.val_tensors = [(*_tensor(w, device), v) for w, v in val_sets]
+        real_weight = weight if len(self.xr) else 0.0
+        if not len(self.xs):
+            real_weight = 1.0
+        self.batch_size = int(config["train"]["batch_size"])
+        self.n_real = int(round(real_weight * self.batch_size))
+
+    def describe(self) -> dict:
+        return self.data.describe()
+
+    def statistics(self) -> dict:
+        return data_statistics([self.data.train_real, self.data.train_synth])
+
+    def fit_cv(self) -> CVParams | None:
+        if not len(self.data.train_real):
+            return None
+        return fit_cv(self.data.train_real.to_model(), self.data.train_real.mask)
+
+    def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows (B, T, 4) and their mask (B, T)."""
+        n_real, batch_size = self.n_real, self.batch_size
+        xr, mr, xs, ms = self.xr, self.mr, self.xs, self.ms
+        idx_r = rng.integers(len(xr), size=n_real) if n_real else np.zeros(0, int)
+        idx_s = rng.integers(len(xs), size=batch_size - n_real) if batch_size > n_real else np.zeros(0, int)
+        if len(idx_s) and len(idx_r):
+            return torch.cat([xr[idx_r], xs[idx_s]]), torch.cat([mr[idx_r], ms[idx_s]])
+        return (xr[idx_r], mr[idx_r]) if len(idx_r) else (xs[idx_s], ms[idx_s])
+
+    def validate(self, model) -> dict:
+        train_cfg = self.config["train"]
+        return validate(model, self.val_tensors, float(train_cfg["ss_max"]), int(self.config["seed"]),
+                        int(train_cfg.get("ss_block", 1)), train_cfg.get("ss_mse_weight"))
+
+
+class SpectrogramBatches:
+    """Training batches of random ``segment``-frame crops of the training power spectrogram, and validation."""
+
+    def __init__(self, data: SpectrogramData, config: dict, device):
+        self.segment = int(config["data"]["audio"]["segment"])
+        if data.train.shape[0] < self.segment:
+            raise ValueError(f"{data.corpus}: fewer than {self.segment} training frames")
+        self.data, self.config, self.device = data, config, device
+        self.batch_size = int(config["train"]["batch_size"])
+        self.offsets = torch.arange(self.segment)
+
+    def describe(self) -> dict:
+        return self.data.describe()
+
+    def statistics(self) -> dict:
+        floor = float(self.config["model"].get("power_floor", LogPowerIO.default_power_floor))
+        return spectrogram_statistics(self.data.train, floor)
+
+    def fit_cv(self) -> None:
+        return None
+
+    def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Power segments (B, segment, F) and an all-true mask (B, segment)."""
+        starts = torch.from_numpy(rng.integers(self.data.train.shape[0] - self.segment + 1, size=self.batch_size))
+        x = self.data.train[starts[:, None] + self.offsets].to(self.device)
+        return x, torch.ones(x.shape[:2], dtype=torch.bool, device=self.device)
+
+    @torch.no_grad()
+    def validate(self, model, chunk: int = 64) -> dict:
+        """``val_score`` (negative ELBO at the final beta, nats per frame), ``val_recon``, ``val_kl`` and
+        ``val_is`` (mean Itakura-Saito divergence per bin of the reconstructions), fixed random stream."""
+        if not len(self.data.val):
+            return {}
+        model.eval()
+        beta = float(self.config["train"]["beta"])
+        generator = torch.Generator(device="cpu").manual_seed(int(self.config["seed"]) + 999)
+        sums = {"val_recon": 0.0, "val_kl": 0.0, "val_is": 0.0}
+        for x in self.data.val.split(chunk):
+            x = x.to(self.device)
+            out = model.elbo(x, beta=beta, generator=generator)
+            ratio = x / out["var"]
+            sums["val_recon"] += float(out["recon"]) * len(x)
+            sums["val_kl"] += float(out["kl"]) * len(x)
+            sums["val_is"] += float((ratio - torch.log(ratio) - 1).mean()) * len(x)
+        row = {k: v / len(self.data.val) for k, v in sums.items()}
+        row["val_score"] = row["val_recon"] + beta * row["val_kl"]
+        return row
 
 
 def _schedule(epoch: int, start: float, ramp: float, maximum: float) -> float:
@@ -248,14 +435,15 @@ def train_prior(
     config: dict,
     log: Callable[[str], None] = print,
     progress: bool = True,
-    data: PriorData | None = None,
+    data: PriorData | SpectrogramData | None = None,
 ) -> TrainResult:
-    """Train the model described by ``config`` (merged over :data:`DEFAULT_CONFIG`); see the module docstring.
+    """Train the model described by ``config`` (merged over :data:`DEFAULT_CONFIG`, or over
+    :data:`AUDIO_DEFAULT_CONFIG` for a ``data: audio:`` config); see the module docstring.
 
     Writes ``output.checkpoint`` (default ``output.dir/<model>.pt``), ``output.dir/history.json`` and, when
     ``output.plot``, ``output.dir/loss_curve.png``. Returns the best model (eval mode) and the history.
     """
-    config = merge_config(DEFAULT_CONFIG, config)
+    config = merge_config(AUDIO_DEFAULT_CONFIG if is_audio_config(config) else DEFAULT_CONFIG, config)
     threads = torch.get_num_threads()
     if config["train"].get("threads"):
         torch.set_num_threads(int(config["train"]["threads"]))
@@ -265,18 +453,22 @@ def train_prior(
         torch.set_num_threads(threads)
 
 
-def _train(config: dict, log, progress: bool, data: PriorData | None) -> TrainResult:
+def _batches(config: dict, log, data, device) -> MotionBatches | SpectrogramBatches:
+    if is_audio_config(config):
+        return SpectrogramBatches(data or build_spectrogram_data(config, log), config, device)
+    return MotionBatches(data or build_data(config, log), config, device)
+
+
+def _train(config: dict, log, progress: bool, data) -> TrainResult:
     seed = int(config["seed"])
     train_cfg = config["train"]
     torch.manual_seed(seed)
     device = torch.device(train_cfg.get("device", "cpu"))
     started = time.time()
-    data = data or build_data(config, log)
-    if not len(data.train_real) and not len(data.train_synth):
-        raise ValueError("no training windows: check data.real.roots and data.synthetic")
-    log(f"data: {json.dumps(data.describe())}")
+    batches = _batches(config, log, data, device)
+    log(f"data: {json.dumps(batches.describe())}")
 
-    stats = data_statistics([data.train_real, data.train_synth])
+    stats = batches.statistics()
     model_cfg = merge_config(config["model"], stats)
     name = model_cfg.get("model", "srnn")
     if name not in MODELS:
@@ -284,20 +476,7 @@ def _train(config: dict, log, progress: bool, data: PriorData | None) -> TrainRe
     model = MODELS[name](model_cfg).to(device)
     log(f"model: {name}, {sum(p.numel() for p in model.parameters())} parameters, inc_std={stats.get('inc_std')}")
 
-    cv = None
-    if len(data.train_real):
-        cv = fit_cv(data.train_real.to_model(), data.train_real.mask)
-
-    xr, mr = _tensor(data.train_real, device)
-    xs, ms = _tensor(data.train_synth, device)
-    val_sets = [(w, float(weight)) for w, weight in ((data.val_real, config["data"]["real"]["weight"]), (data.val_synth, 1 - float(config["data"]["real"]["weight"]))) if len(w)]
-    val_tensors = [(*_tensor(w, device), weight) for w, weight in val_sets]
-    real_weight = float(config["data"]["real"]["weight"]) if len(xr) else 0.0
-    if not len(xs):
-        real_weight = 1.0
-    batch_size = int(train_cfg["batch_size"])
-    n_real = int(round(real_weight * batch_size))
-
+    cv = batches.fit_cv()
     optimiser = torch.optim.Adam(model.parameters(), lr=float(train_cfg["lr"]), weight_decay=float(train_cfg["weight_decay"]))
     generator = torch.Generator(device="cpu").manual_seed(seed)
     batch_rng = np.random.default_rng(seed + 1)
@@ -313,10 +492,7 @@ def _train(config: dict, log, progress: bool, data: PriorData | None) -> TrainRe
         model.train()
         sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "pred": 0.0}
         for _ in range(int(train_cfg["batches_per_epoch"])):
-            idx_r = batch_rng.integers(len(xr), size=n_real) if n_real else np.zeros(0, int)
-            idx_s = batch_rng.integers(len(xs), size=batch_size - n_real) if batch_size > n_real else np.zeros(0, int)
-            x = torch.cat([xr[idx_r], xs[idx_s]]) if len(idx_s) and len(idx_r) else (xr[idx_r] if len(idx_r) else xs[idx_s])
-            mask = torch.cat([mr[idx_r], ms[idx_s]]) if len(idx_s) and len(idx_r) else (mr[idx_r] if len(idx_r) else ms[idx_s])
+            x, mask = batches.batch(batch_rng)
             out = model.elbo(x, beta=beta, mask=mask, generator=generator)
             loss = out["loss"]
             pred = torch.zeros((), device=device)
@@ -335,8 +511,7 @@ def _train(config: dict, log, progress: bool, data: PriorData | None) -> TrainRe
         n_batches = int(train_cfg["batches_per_epoch"])
         row = {k: v / n_batches for k, v in sums.items()}
         row.update(epoch=epoch + 1, beta=beta, p_own=p_own, lr=optimiser.param_groups[0]["lr"], seconds=time.time() - started)
-        row.update(validate(model, val_tensors, float(train_cfg["ss_max"]), seed, int(train_cfg.get("ss_block", 1)),
-                            train_cfg.get("ss_mse_weight")))
+        row.update(batches.validate(model))
         history.append(row)
         score = row.get("val_score", row["loss"])
         # best model only once the schedules have reached their final values (scores are comparable then)
@@ -369,7 +544,7 @@ def _train(config: dict, log, progress: bool, data: PriorData | None) -> TrainRe
         "trained_by": "tools/train_prior.py",
         "recipe_version": RECIPE_VERSION,
         "train_config": config,
-        "data": data.describe(),
+        "data": batches.describe(),
         "best_epoch": best[1],
         "best_val_score": float(best[0]),
         "epochs_run": len(history),
@@ -418,11 +593,10 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for key, label in (("loss", "train loss"), ("recon", "train -log p(x|z)"), ("pred", "train prediction loss (sched. sampling)")):
         axes[0].plot(epochs, [row[key] for row in history], label=label)
-    if "val_score" in history[0]:
-        axes[0].plot(epochs, [row["val_score"] for row in history], label="val prediction loss (early stopping)")
-        axes[0].plot(epochs, [row["val_nll1"] for row in history], label="val NLL (next step)")
-        if "val_own_err" in history[0]:
-            axes[0].plot(epochs, [row["val_own_err"] for row in history], label="val own-fed scaled sq. error")
+    for key, label in (("val_score", "val score (early stopping)"), ("val_nll1", "val NLL (next step)"),
+                       ("val_own_err", "val own-fed scaled sq. error"), ("val_recon", "val -log p(x|z)")):
+        if key in history[0]:
+            axes[0].plot(epochs, [row[key] for row in history], label=label)
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("nats per step (model units)")
     axes[0].legend()

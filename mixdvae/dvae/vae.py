@@ -1,0 +1,62 @@
+"""VAE, the frame-independent baseline (Kingma & Welling, 2014; the prior of VAE-VEM speech enhancement).
+
+Generative model, the same for every frame (x_{t-1} enters only through the output parameterisation of
+:mod:`.base`, e.g. the increments of ``box_increment``; ``log_power`` ignores it)::
+
+    p(z_t) = N(0, I)
+    p(x_t | z_t) = N(mu_x, diag v_x)(z_t)      (or the complex Gaussian of the power, likelihood itakura_saito)
+
+Inference: ``q(z_t | x_t) = N(mu_q, diag v_q)(phi(x_t))``, one frame at a time. Same interface as the DVAEs
+(``elbo``, ``encode``, ``init_state``, ``step``, ``save``/``load``), so the VEMs can swap one for the other.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import DVAE, GaussianHead, mlp, randn_like
+
+
+class VAE(DVAE):
+    model_name = "vae"
+
+    def __init__(self, config: dict | None = None):
+        super().__init__(config)
+        cfg = self.config
+        x_dim, z_dim, dense, embed = cfg["x_dim"], cfg["z_dim"], cfg["dense_dim"], cfg["embed_dim"]
+        self.embed_x = nn.Sequential(nn.Linear(self.io.feature_dim, embed), nn.Tanh())
+        self.post_z = GaussianHead(embed, dense, z_dim, cfg["z_logvar_range"])
+        self.decoder = mlp(z_dim, dense, 2 * x_dim)
+
+    def init_state(self, batch_size: int, device=None):
+        """``(hist, n)``: past inputs (x_{t-2}, ...) and steps taken (the output parameterisation's only memory)."""
+        device = device if device is not None else self.device
+        return self.io.init_history(batch_size, device), self._counter(batch_size, device)
+
+    def _decode(self, z, x_prev, n):
+        raw_mean, raw_logvar = self.decoder(z).chunk(2, dim=-1)
+        return self.io.output(raw_mean, raw_logvar, x_prev, n)
+
+    def step(self, state, x_prev, z=None):
+        hist, n = state
+        x_prev, z = self._cast(x_prev, z)
+        if z is None:  # the prior mean
+            z = torch.zeros(x_prev.shape[0], self.config["z_dim"], device=x_prev.device, dtype=x_prev.dtype)
+        mean, var = self._decode(z, x_prev, n)
+        return mean, var, (self.io.push(hist, x_prev), n + 1)
+
+    def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
+        batch, length, _ = x.shape
+        x_prev, n, _, feat_cur = self._sequence_inputs(x)
+        p_mean = torch.zeros(batch, length, self.config["z_dim"], device=x.device, dtype=x.dtype)
+        out = {"p_mean": p_mean, "p_var": torch.ones_like(p_mean)}
+        if z is None and use_posterior:
+            q_mean, q_var = self.post_z(self.embed_x(feat_cur))
+            z = q_mean + q_var.sqrt() * randn_like(q_mean, generator) if sample else q_mean
+            out.update(q_mean=q_mean, q_var=q_var)
+        if z is None:
+            z = p_mean
+        out["mean"], out["var"] = self._decode(z, x_prev, n)
+        out["z"] = z
+        return out

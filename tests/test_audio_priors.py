@@ -1,0 +1,153 @@
+"""Spectrogram priors: the Itakura-Saito likelihood, the log-power parameterisation, the VAE and SRNN on power
+spectra (shapes, batching, checkpoints), and a tiny training run on synthetic spectra."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mixdvae.dvae import DVAE, MODELS, SRNN, VAE, load_prior
+from mixdvae.dvae.likelihood import make_likelihood
+from mixdvae.dvae.training import SpectrogramData, spectrogram_statistics, train_prior
+
+BINS = 12
+TINY_SPECTRAL = {"x_dim": BINS, "z_dim": 3, "h_dim": 10, "dense_dim": 16, "embed_dim": 8,
+                 "likelihood": "itakura_saito", "param": "log_power", "logvar_range": [-20.0, 20.0]}
+
+
+def spectral_model(name: str, **overrides) -> DVAE:
+    torch.manual_seed(0)
+    return MODELS[name]({**TINY_SPECTRAL, **overrides})
+
+
+def synthetic_power(batch: int, length: int, seed: int = 0) -> torch.Tensor:
+    """Power spectra (B, T, BINS): one of two spectral envelopes per run of 4 frames, times Exp(1) noise (the power
+    of a complex Gaussian)."""
+    gen = torch.Generator().manual_seed(seed)
+    bins = torch.arange(BINS, dtype=torch.float32)
+    envelopes = torch.stack([torch.exp(-bins / 3), torch.exp(-((bins - 8) ** 2) / 4)]) * 1e-2  # (2, F)
+    which = torch.randint(0, 2, (batch, (length + 3) // 4), generator=gen).repeat_interleave(4, dim=1)[:, :length]
+    noise = -torch.log(torch.rand(batch, length, BINS, generator=gen))
+    return envelopes[which] * noise
+
+
+def test_itakura_saito_equals_its_formula_and_the_complex_gaussian_density():
+    gen = torch.Generator().manual_seed(0)
+    s = torch.complex(torch.randn(3, 5, 7, generator=gen), torch.randn(3, 5, 7, generator=gen))
+    x = s.abs() ** 2
+    var = torch.rand(3, 5, 7, generator=gen) + 0.1
+    nll = make_likelihood("itakura_saito").nll(x, torch.zeros_like(x), var)
+    assert nll.shape == (3, 5)
+    torch.testing.assert_close(nll, (torch.log(var) + x / var + math.log(math.pi)).sum(-1))
+    # independent: real and imaginary parts of N_c(0, v) are independent N(0, v / 2)
+    part = torch.distributions.Normal(0.0, (var / 2).sqrt())
+    expected = -(part.log_prob(s.real) + part.log_prob(s.imag)).sum(-1)
+    torch.testing.assert_close(nll, expected, rtol=1e-5, atol=1e-4)
+    # up to terms in x alone, it is the Itakura-Saito divergence, minimal (= 0) at var = x
+    divergence = (x / var - torch.log(x / var) - 1).sum(-1)
+    constant = (torch.log(x) + 1 + math.log(math.pi)).sum(-1)
+    torch.testing.assert_close(nll - constant, divergence, rtol=1e-5, atol=1e-4)
+
+
+def test_log_power_io_standardises_the_input_and_outputs_one_variance():
+    mean, std = [0.5] * BINS, [2.0] * BINS
+    model = spectral_model("vae", x_mean=mean, x_std=std)
+    x = torch.full((2, 3, BINS), math.exp(4.5))
+    n = torch.ones(2, 3, 1)
+    torch.testing.assert_close(model.io.features(x, None, n), torch.full((2, 3, BINS), 2.0))
+    raw = torch.zeros(2, 3, BINS)
+    power, var = model.io.output(raw, raw, x, n)
+    torch.testing.assert_close(power, var)
+    torch.testing.assert_close(var, torch.full_like(var, math.exp(0.5)))  # raw 0: mid of logvar_range = 0
+    assert torch.isfinite(model.io.output(raw, torch.full_like(raw, 1e4), x, n)[1]).all()
+
+
+def test_spectrogram_statistics_are_per_bin_log_power_moments():
+    power = synthetic_power(4, 30).reshape(-1, BINS)
+    stats = spectrogram_statistics(power, 1e-10)
+    log_power = torch.log(power.double() + 1e-10)
+    assert stats["x_dim"] == BINS
+    np.testing.assert_allclose(stats["x_mean"], log_power.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(stats["x_std"], log_power.std(0, unbiased=False), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["vae", "srnn"])
+def test_spectral_priors_shapes_batching_and_steps(name):
+    model = spectral_model(name)
+    x = synthetic_power(3, 9)
+    out = model.elbo(x, generator=torch.Generator().manual_seed(1))
+    assert out["var"].shape == (3, 9, BINS) and out["z"].shape == (3, 9, 3)
+    torch.testing.assert_close(out["mean"], out["var"])
+    assert torch.isfinite(out["loss"]) and out["kl"] >= 0
+    q_mean, q_var = model.encode(x)
+    assert q_mean.shape == q_var.shape == (3, 9, 3) and (q_var > 0).all()
+    batched = model.predict_sequence(x, q_mean)["var"]
+    for b in range(3):
+        single = model.predict_sequence(x[b : b + 1], q_mean[b : b + 1])["var"][0]
+        torch.testing.assert_close(single, batched[b], rtol=1e-5, atol=1e-9)
+    # step by step, teacher forced, equals the whole-sequence pass
+    state, x_prev = model.init_state(3), model.x0(3)
+    for t in range(9):
+        _, var, state = model.step(state, x_prev, q_mean[:, t])
+        torch.testing.assert_close(var, batched[:, t], rtol=1e-5, atol=1e-9)
+        x_prev = x[:, t]
+
+
+def test_vae_is_frame_independent():
+    model = spectral_model("vae")
+    x = synthetic_power(1, 6)
+    y = x.clone()
+    y[:, :3] *= 10  # other earlier frames
+    torch.testing.assert_close(model.encode(x)[0][:, 3:], model.encode(y)[0][:, 3:])
+    z = torch.randn(1, 6, 3)
+    torch.testing.assert_close(model.predict_sequence(x, z)["var"], model.predict_sequence(y, z)["var"])
+
+
+@pytest.mark.parametrize("name", ["vae", "srnn"])
+def test_spectral_prior_checkpoint_round_trip(tmp_path, name):
+    model = spectral_model(name, x_mean=[-3.0] * BINS, x_std=[1.5] * BINS)
+    path = tmp_path / f"{name}_speech.pt"
+    model.save(path)
+    loaded = load_prior(path)
+    assert type(loaded) is (VAE if name == "vae" else SRNN) and loaded.config == model.config
+    x = synthetic_power(2, 5)
+    z = torch.randn(2, 5, 3)
+    torch.testing.assert_close(loaded.predict_sequence(x, z)["var"], model.predict_sequence(x, z)["var"])
+
+
+@pytest.mark.parametrize("name", ["vae", "srnn"])
+def test_tiny_training_on_synthetic_spectra_lowers_the_loss(tmp_path, name):
+    data = SpectrogramData(train=synthetic_power(1, 4000, seed=1)[0], val=synthetic_power(16, 12, seed=2),
+                           corpus="synthetic", speakers=["synthetic"])
+    config = {
+        "seed": 0,
+        "model": {"model": name, **TINY_SPECTRAL},
+        "data": {"audio": {"corpus": "unused", "segment": 12}},
+        "train": {"batch_size": 16, "epochs": 12, "batches_per_epoch": 10, "kl_warmup_epochs": 2, "lr": 3e-3,
+                  "threads": 1, "patience": 100},
+        "output": {"dir": str(tmp_path / "run"), "plot": False},
+    }
+    result = train_prior(config, log=lambda message: None, progress=False, data=data)
+    history = result.history
+    assert history[-1]["val_is"] < 0.8 * history[0]["val_is"]
+    assert history[-1]["recon"] < history[0]["recon"]
+    assert result.model.meta["data"]["train_frames"] == 4000
+    assert DVAE.load(result.checkpoint).config["x_mean"] == pytest.approx(
+        spectrogram_statistics(data.train, 1e-10)["x_mean"])
+
+
+def test_shipped_speech_priors_load_by_name():
+    for name, cls in (("srnn_speech", SRNN), ("vae_speech", VAE)):
+        try:
+            prior = load_prior(name)
+        except FileNotFoundError:
+            pytest.skip(f"data/priors/{name}.pt not trained yet")
+        assert isinstance(prior, cls) and prior.config["x_dim"] == 513
+        assert prior.config["likelihood"] == "itakura_saito" and prior.config["param"] == "log_power"
+        x = torch.rand(1, 20, 513) * 1e-3
+        q_mean, _ = prior.encode(x)
+        var = prior.predict_sequence(x, q_mean)["var"]
+        assert torch.isfinite(var).all() and (var > 0).all()
