@@ -9,6 +9,7 @@ and keeps any leading axes.
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -47,3 +48,18 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=float).reshape(-1, 4)
     b = np.asarray(b, dtype=float).reshape(-1, 4)
     return iou(a[:, None, :], b[None, :, :])
+
+
+def match_iou(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
+    """The Hungarian assignment on IoU between boxes ``a`` (N, 4) and ``b`` (M, 4), both ``x, y, w, h``: the
+    project's one matcher (trackers, births, 3T windows, detector statistics).
+
+    Returns a (P, 2) int array of index pairs ``(i, j)`` of the optimal assignment whose IoU is at least
+    ``threshold``; pairs below it are left unmatched.
+    """
+    overlap = iou_matrix(a, b)  # (N, M)
+    if overlap.size == 0:
+        return np.zeros((0, 2), dtype=int)
+    rows, cols = linear_sum_assignment(-overlap)
+    keep = overlap[rows, cols] >= threshold
+    return np.column_stack([rows[keep], cols[keep]]).astype(int)

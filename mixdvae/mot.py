@@ -212,7 +212,7 @@ class Sequence:
     _frames: list[np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, det_file: str | os.PathLike | None = None) -> "Sequence":
+    def load(cls, folder: str | os.PathLike, det_file: str | os.PathLike | None = None) -> Sequence:
         """Load ``folder/seqinfo.ini``, ``det/det.txt`` (or ``det_file``) and, if present, ``gt/gt.txt``."""
         folder = Path(folder)
         info_path = folder / "seqinfo.ini"

@@ -131,6 +131,7 @@ def draw_frames(
         ok, encoded = cv2.imencode(".jpg", image)
         if not ok:
             raise OSError(f"could not encode frame {frame} of {image_dir} as JPEG")
-        atomic_write(out_dir / f"{frame:06d}.jpg", lambda handle: handle.write(encoded.tobytes()), binary=True)
+        jpeg = encoded.tobytes()
+        atomic_write(out_dir / f"{frame:06d}.jpg", lambda handle, data=jpeg: handle.write(data), binary=True)
         written += 1
     return written

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mixdvae.mot import Sequence, SequenceNotFoundError, atomic_write_text, find_sequence
-from mixdvae.mot import list_sequences, write_results
+from mixdvae.mot import Sequence, SequenceNotFoundError, atomic_write_text, find_sequence, list_sequences, write_results
 from mixdvae.resources import data_home, shared_data
 
 DEFAULT_DATA_ROOT = data_home() / "synthetic" / "train"  # generated on first use

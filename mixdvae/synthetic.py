@@ -36,9 +36,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from mixdvae.boxes import iou_matrix, xywh_to_xyxy
+from mixdvae.boxes import match_iou, xywh_to_xyxy
 from mixdvae.mot import Sequence, atomic_write_text, split_by_frame
 
 GENERATOR_VERSION = 1  # bump whenever a seed's output changes, so that ensure_benchmark regenerates
@@ -197,7 +196,7 @@ class Camera:
     cy: float
 
     @classmethod
-    def from_params(cls, params: SceneParams) -> "Camera":
+    def from_params(cls, params: SceneParams) -> Camera:
         """The camera whose top image row passes through the head of the tallest person at ``far_distance``."""
         focal = params.im_width / 2 / math.tan(math.radians(params.hfov) / 2)
         half_vfov = math.atan(params.im_height / 2 / focal)
@@ -249,7 +248,7 @@ class WalkArea:
     slope: float
 
     @classmethod
-    def around(cls, camera: Camera, params: SceneParams) -> "WalkArea":
+    def around(cls, camera: Camera, params: SceneParams) -> WalkArea:
         """The view of ``camera`` over its whole pan swing, widened by 1 m at the sides, ending 2 m beyond
         ``far_distance`` and starting where a 1.9 m person's head leaves the image bottom."""
         lowest_ray = camera.tilt + camera.half_vfov
@@ -750,11 +749,9 @@ def match_detections(sequence: Sequence, iou_threshold: float = 0.5) -> tuple[np
         g, d = g[:, 0].astype(int), d[:, 0].astype(int)
         if len(g) == 0 or len(d) == 0:
             continue
-        iou = iou_matrix(gt[g, 2:6], det[d, 2:6])
-        rows, cols = linear_sum_assignment(-iou)
-        good = iou[rows, cols] >= iou_threshold
-        gt_matched[g[rows[good]]] = True
-        det_matched[d[cols[good]]] = True
+        pairs = match_iou(gt[g, 2:6], det[d, 2:6], iou_threshold)
+        gt_matched[g[pairs[:, 0]]] = True
+        det_matched[d[pairs[:, 1]]] = True
     return gt_matched, det_matched
 
 

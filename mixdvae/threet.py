@@ -18,9 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from mixdvae.boxes import iou_matrix
+from mixdvae.boxes import match_iou
 from mixdvae.mot import Sequence, atomic_write_text, list_sequences, pedestrian_rows, split_by_frame
 
 MANIFEST = "manifest.json"
@@ -45,12 +44,8 @@ def match_frame(dets_xywh: np.ndarray, gt_xywh: np.ndarray, iou_threshold: float
     (or when the best assignment has IoU below ``iou_threshold``).
     """
     out = np.full(len(gt_xywh), -1, dtype=int)
-    if len(dets_xywh) == 0 or len(gt_xywh) == 0:
-        return out
-    iou = iou_matrix(gt_xywh, dets_xywh)
-    rows, cols = linear_sum_assignment(-iou)
-    ok = iou[rows, cols] >= iou_threshold
-    out[rows[ok]] = cols[ok]
+    pairs = match_iou(gt_xywh, dets_xywh, iou_threshold)
+    out[pairs[:, 0]] = pairs[:, 1]
     return out
 
 

@@ -64,7 +64,7 @@ def test_windows_are_deterministic_and_shuffled():
         np.testing.assert_array_equal(wa.detections, wb.detections)
     # detections in a frame are not in target order everywhere
     orders = []
-    for win, info in a:
+    for win, _ in a:
         for f in range(1, 21):
             d = win.frame_detections(f)
             if len(d) == 3:

@@ -152,7 +152,7 @@ def test_variance_stays_sane_on_wild_inputs(name):
     state = model.init_state(3)
     x_prev = model.x0(3)
     wild = torch.tensor([[1e3, -1e3, 50.0, 1e-4], [0.0, 0.0, 0.0, 0.0], [-5.0, 3.0, -1.0, -2.0]])
-    for t in range(4):
+    for _ in range(4):
         mean, var, state = model.step(state, x_prev)
         assert torch.isfinite(mean).all() and torch.isfinite(var).all() and (var > 0).all()
         x_prev = wild
@@ -327,7 +327,8 @@ def test_train_prior_tiny(tmp_path):
     assert loaded.meta["data"]["train_synthetic_windows"] == 60
     assert loaded.config["inc_std"] != [0.02, 0.015, 0.02, 0.015]  # measured on the training data
     # seeded: the same config gives the same weights
-    again = train_prior({**config, "output": {"dir": str(tmp_path / "run2"), "plot": False}}, log=lambda m: None, progress=False)
+    again = train_prior({**config, "output": {"dir": str(tmp_path / "run2"), "plot": False}}, log=lambda m: None,
+                        progress=False)
     for key, value in loaded.state_dict().items():
         torch.testing.assert_close(again.model.state_dict()[key], value)
 

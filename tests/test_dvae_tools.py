@@ -40,7 +40,8 @@ def test_eval_prior_cli_on_a_motchallenge_folder(tmp_path, capsys):
     prior = tmp_path / "tiny.pt"
     model.save(prior)
     root = tmp_path / "data"
-    tracks = {1: walk((100, 50), (2.0, 0.5), range(1, 31)), 2: walk((300, 80), (-1.5, 0.0), range(5, 31), size=(30, 80))}
+    tracks = {1: walk((100, 50), (2.0, 0.5), range(1, 31)),
+              2: walk((300, 80), (-1.5, 0.0), range(5, 31), size=(30, 80))}
     make_sequence(tracks, 30, name="TEST-01").save(root / "TEST-01")
     out = tmp_path / "eval.json"
     code = load_tool("eval_prior").main(["--prior", str(prior), "--data-root", str(root), "--json", str(out)])

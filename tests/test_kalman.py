@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-
-from mixdvae.mot import write_results
-from mixdvae.evaluation import evaluate
 from mixdvae.trackers import KalmanTracker, make_tracker
+
+from mixdvae.evaluation import evaluate
+from mixdvae.mot import write_results
 from tests.conftest import MOT15_SEQUENCES, REPO, make_sequence, walk
 
 SORT_CONFIG = REPO / "configs" / "sort.yaml"
@@ -12,7 +12,7 @@ SORT_CONFIG = REPO / "configs" / "sort.yaml"
 def ids_per_target(seq, results):
     """For each gt id, the set of result ids of the nearest reported box in each frame where it is reported."""
     found = {}
-    for f, tid, x, y, w, h, *_ in seq.gt:
+    for f, tid, x, y, _w, _h, *_ in seq.gt:
         rows = results[results[:, 0] == f]
         if len(rows):
             nearest = rows[np.argmin(np.hypot(rows[:, 2] - x, rows[:, 3] - y))]

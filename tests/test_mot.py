@@ -1,8 +1,16 @@
 import numpy as np
 import pytest
 
-from mixdvae.mot import (MOTFormatError, SeqInfo, Sequence, SequenceNotFoundError, find_sequence, read_mot_file,
-                         read_seqinfo, write_results)
+from mixdvae.mot import (
+    MOTFormatError,
+    SeqInfo,
+    Sequence,
+    SequenceNotFoundError,
+    find_sequence,
+    read_mot_file,
+    read_seqinfo,
+    write_results,
+)
 from tests.conftest import make_sequence, walk
 
 

@@ -63,7 +63,8 @@ def test_class_filter_only_for_mot17_style_files():
 def test_windows_padding_and_normalisation():
     boxes = np.cumsum(np.ones((13, 4)), axis=0) + [100, 50, 20, 60]
     tracks = tracks_from_gt(
-        gt_rows(np.column_stack([np.arange(1, 14), np.ones(13), boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]])), fps=25
+        gt_rows(np.column_stack([np.arange(1, 14), np.ones(13), boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]])),
+        fps=25
     )
     chunks = windows_from_tracks(tracks, length=5, min_length=3)  # 5 + 5 + 3 boxes
     assert len(chunks) == 3 and chunks.lengths.tolist() == [5, 5, 3]
@@ -73,7 +74,8 @@ def test_windows_padding_and_normalisation():
     assert len(windows_from_tracks(tracks, length=5, stride=3)) == 4  # starts 0, 3, 6 and the end-aligned 8
     x = chunks.to_model()
     first = chunks.boxes[:, 0]
-    np.testing.assert_allclose(x[:, 0], np.column_stack([np.zeros(3), np.zeros(3), first[:, 2] / first[:, 3], np.ones(3)]), rtol=1e-6)
+    expected = np.column_stack([np.zeros(3), np.zeros(3), first[:, 2] / first[:, 3], np.ones(3)])
+    np.testing.assert_allclose(x[:, 0], expected, rtol=1e-6)
     # translation and scale invariance of the model coordinates
     moved = BoxWindows(chunks.boxes * [3, 3, 3, 3] + [500, -20, 0, 0], chunks.mask, chunks.fps)
     np.testing.assert_allclose(moved.to_model(), x, rtol=1e-5, atol=1e-6)
@@ -110,7 +112,8 @@ def test_piecewise_generator_statistics():
     assert all(abs(f - 0.25) < 0.03 for f in freq.values())
     assert 10 <= windows.fps.min() and windows.fps.max() <= 30
     # deterministic given the seed
-    np.testing.assert_array_equal(piecewise_trajectories(5, 20, seed=3).boxes, piecewise_trajectories(5, 20, seed=3).boxes)
+    once, again = piecewise_trajectories(5, 20, seed=3), piecewise_trajectories(5, 20, seed=3)
+    np.testing.assert_array_equal(once.boxes, again.boxes)
 
 
 def test_piecewise_axis_is_continuous_and_follows_its_kind():

@@ -19,15 +19,14 @@ import tempfile
 from pathlib import Path
 
 import torch
+from mixdvae.trackers import TRACKERS, make_tracker
 
-
-from mixdvae.evaluation import COMBINED, format_table
 from mixdvae.cli import guarded
 from mixdvae.cli import parser as make_parser
 from mixdvae.errors import EXIT_OK
+from mixdvae.evaluation import COMBINED, format_table
 from mixdvae.resources import config_file
 from mixdvae.runner import DEFAULT_DATA_ROOT, MOT15_ROOT, load_sequences, run_tracker, score_results, write_json
-from mixdvae.trackers import TRACKERS, make_tracker
 
 COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "FP", "FN", "fps")
 
@@ -81,7 +80,8 @@ def main(argv=None) -> int:
             print(f"skipping {data_root}: not found\n")
             continue
         sequences = load_sequences(data_root, ["all"])
-        title = f"{data_root.parent.name}/{data_root.name} ({len(sequences)} seq, {sum(s.length for s in sequences)} fr)"
+        frames = sum(s.length for s in sequences)
+        title = f"{data_root.parent.name}/{data_root.name} ({len(sequences)} seq, {frames} fr)"
         rows = {label: benchmark_entry(name, config, sequences, data_root, args.repeats)
                 for label, name, config in entries(args.trackers)}
         print(format_table(rows, title, COLUMNS, width=32) + "\n", flush=True)

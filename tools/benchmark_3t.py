@@ -16,16 +16,17 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-
 import torch
 import yaml
 
+from mixdvae.cli import guarded
+from mixdvae.cli import parser as make_parser
+from mixdvae.errors import MixDVAEError
 from mixdvae.mot import Sequence, atomic_write_text, list_sequences
 from mixdvae.resources import data_home, shipped_dir
 from mixdvae.runner import MOT15_ROOT
@@ -154,7 +155,7 @@ def format_table(rows: list[dict], batches: list[int]) -> str:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--sets", nargs="+", default=DEFAULT_SETS, metavar="DATA:T:STRIDE",
                         help="window sets: mot15, synthetic or a folder, with length and stride "
                              "(default: %(default)s)")
@@ -182,6 +183,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(max(args.threads, 1))
@@ -207,7 +209,7 @@ def main(argv=None) -> int:
                     config = default
             try:
                 if name == "mixdvae" and args.loso and spec.startswith("mot15"):
-                    def build(path, config=config):
+                    def build(path, config=config, name=name):
                         return eval_3t.build_tracker(name, config, 3, args.device, {**params.get(name, {}),
                                                                                      "model": str(path)})
                     tracker = PerSourcePriors(build, args.loso, sources, windows)
@@ -215,7 +217,7 @@ def main(argv=None) -> int:
                 else:
                     tracker = eval_3t.build_tracker(name, config, 3, args.device, params.get(name))
                     name_shown = name
-            except (FileNotFoundError, KeyError, ValueError) as err:
+            except MixDVAEError as err:
                 print(f"{name}: cannot be built ({err}); skipped", file=sys.stderr)
                 continue
             row = {"data": label, "tracker": name_shown}

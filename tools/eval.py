@@ -11,10 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from mixdvae.evaluation import BENCHMARKS, evaluate, format_table, guess_benchmark
 from mixdvae.cli import guarded
 from mixdvae.cli import parser as make_parser
 from mixdvae.errors import EXIT_OK, DataNotFoundError
+from mixdvae.evaluation import BENCHMARKS, evaluate, format_table, guess_benchmark
 from mixdvae.mot import SequenceNotFoundError, find_sequence, list_sequences, read_mot_file, read_seqinfo
 from mixdvae.runner import write_json
 

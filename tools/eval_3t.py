@@ -20,29 +20,23 @@ import sys
 import time
 from pathlib import Path
 
-
 import numpy as np
 import torch
 import yaml
-
-from mixdvae.mot import MOTFormatError, atomic_write_text, write_results
-from mixdvae.threet import load_windows, score
 from mixdvae.trackers import TRACKERS, make_tracker
 
-
-def accepted_parameters(cls) -> set[str]:
-    if hasattr(cls, "parameter_names"):
-        return cls.parameter_names()
-    import inspect
-
-    return set(inspect.signature(cls.__init__).parameters) - {"self"}
+from mixdvae.cli import guarded
+from mixdvae.cli import parser as make_parser
+from mixdvae.errors import InputError, UsageError
+from mixdvae.mot import atomic_write_text, write_results
+from mixdvae.threet import load_windows, score
 
 
 def build_tracker(name: str, config=None, num_sources: int = 3, device: str = "cpu", params: dict | None = None):
     """The registered tracker ``name`` with N known sources (and ``device`` where it takes one)."""
     if name not in TRACKERS:
-        raise KeyError(f"unknown tracker {name!r}; registered: {', '.join(sorted(TRACKERS))}")
-    allowed = accepted_parameters(TRACKERS[name])
+        raise UsageError(f"unknown tracker {name!r}; registered: {', '.join(sorted(TRACKERS))}")
+    allowed = TRACKERS[name].parameter_names()
     overrides = dict(params or {})
     if "num_sources" in allowed:
         overrides.setdefault("num_sources", num_sources)
@@ -93,7 +87,7 @@ def parse_params(items: list[str]) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--windows", type=Path, required=True, help="folder of 3T window sequences")
     parser.add_argument("--tracker", required=True, help="registered tracker: " + ", ".join(sorted(TRACKERS)))
     parser.add_argument("--config", type=Path, help="YAML of tracker parameters")
@@ -109,26 +103,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(max(args.threads, 1))
-    try:
-        windows = load_windows(args.windows)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    except MOTFormatError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 4
+    windows = load_windows(args.windows)
     missing = [w.name for w in windows if w.gt is None]
     if missing:
-        print(f"error: windows without gt/gt.txt: {', '.join(missing[:5])}", file=sys.stderr)
-        return 4
-    try:
-        tracker = build_tracker(args.tracker, args.config, args.num_sources, args.device, parse_params(args.param))
-    except (KeyError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise InputError(f"windows without gt/gt.txt: {', '.join(missing[:5])}")
+    tracker = build_tracker(args.tracker, args.config, args.num_sources, args.device, parse_params(args.param))
     scores = evaluate_windows(tracker, windows, args.batch)
     results = scores.pop("results")
     if args.out:

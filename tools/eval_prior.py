@@ -22,7 +22,6 @@ training data (stored in the checkpoint), or fitted on the evaluated data when t
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -32,12 +31,15 @@ from pathlib import Path
 import torch
 import yaml
 
-
+from mixdvae.cli import guarded
+from mixdvae.cli import parser as make_parser
 from mixdvae.data import load_mot_tracks, real_windows, windows_from_tracks
 from mixdvae.dvae import DVAE, load_prior
 from mixdvae.dvae.cv import CVParams, fit_cv
 from mixdvae.dvae.evaluate import METRIC_KEYS, Metrics, evaluate_cv, evaluate_dvae
 from mixdvae.dvae.training import RECIPE_VERSION, build_data, merge_config, resolve_path, train_prior
+from mixdvae.errors import DataNotFoundError
+from mixdvae.mot import atomic_write_text
 from mixdvae.resources import config_file
 
 DEFAULT_ROOT = "../shared/data/MOT15/train"
@@ -92,10 +94,12 @@ def fold_model(model: str, root: Path, held_out: str, fold_dir: Path, retrain: b
 
 
 def table(results: dict[str, dict], title: str, counts: dict | None = None) -> str:
-    lines = [f"### {title}", "", "| model | NLL (nats/box, px) | IoU@1 | IoU@10 | centre px @1 | centre px @10 |", "|---|---|---|---|---|---|"]
+    lines = [f"### {title}", "", "| model | NLL (nats/box, px) | IoU@1 | IoU@10 | centre px @1 | centre px @10 |",
+             "|---|---|---|---|---|---|"]
     for name, m in results.items():
         lines.append(
-            f"| {name} | {m['nll']:.2f} | {m['iou_1']:.3f} | {m['iou_10']:.3f} | {m['center_px_1']:.2f} | {m['center_px_10']:.2f} |"
+            f"| {name} | {m['nll']:.2f} | {m['iou_1']:.3f} | {m['iou_10']:.3f} | {m['center_px_1']:.2f} | "
+            f"{m['center_px_10']:.2f} |"
         )
     if counts:
         lines.append("")
@@ -119,8 +123,8 @@ def loso(args, log) -> dict:
     root = resolve_path(args.data_root)
     tracks = load_mot_tracks(root)
     if len(tracks) < 2:
-        raise SystemExit(f"eval_prior: need at least two sequences with ground truth in {root} for leave-one-sequence-out "
-                         f"(found {sorted(tracks)}); pass --data-root")
+        raise DataNotFoundError(f"need at least two sequences with ground truth in {root} for leave-one-sequence-out "
+                                f"(found {sorted(tracks)}); pass --data-root")
     fold_dir = resolve_path(args.fold_dir)
     fold_dir.mkdir(parents=True, exist_ok=True)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -147,7 +151,8 @@ def loso(args, log) -> dict:
                 synth_cv_done = True
         others = [t for name, seq in tracks.items() if name != held_out for t in seq]
         config = fold_config(models[0] if models else "srnn", root, held_out, fold_dir)
-        real_cfg = merge_config({"stride": 5, "min_length": 5, "flip": True, "subsample_min_fps": 20.0}, config["data"]["real"])
+        defaults = {"stride": 5, "min_length": 5, "flip": True, "subsample_min_fps": 20.0}
+        real_cfg = merge_config(defaults, config["data"]["real"])
         train = real_windows(others, args.window, int(real_cfg["stride"]), int(real_cfg["min_length"]),
                              bool(real_cfg["flip"]), real_cfg.get("subsample_min_fps"))
         cv = fit_cv(train.to_model(), train.mask)
@@ -157,7 +162,8 @@ def loso(args, log) -> dict:
     results = {name: m.summary() for name, m in pooled.items()}
     n = pooled["cv"]
     print()
-    print(table(results, f"Leave-one-sequence-out on {root.name} ({', '.join(sorted(tracks))}), pooled", {"n_1": n.n_1, "n_h": n.n_h}))
+    title = f"Leave-one-sequence-out on {root.name} ({', '.join(sorted(tracks))}), pooled"
+    print(table(results, title, {"n_1": n.n_1, "n_h": n.n_h}))
     print()
     print(comparison(results))
     for seq, res in per_seq.items():
@@ -174,7 +180,7 @@ def single(args, log) -> dict:
     root = resolve_path(args.data_root)
     tracks = load_mot_tracks(root)
     if not tracks:
-        raise SystemExit(f"eval_prior: no MOTChallenge sequence with ground truth in {root}")
+        raise DataNotFoundError(f"no MOTChallenge sequence with ground truth in {root}")
     all_tracks = [t for seq in tracks.values() for t in seq]
     test = windows_from_tracks(all_tracks, args.window, None, 3)
     trained_on = set((prior.meta.get("data") or {}).get("real_sequences") or [])
@@ -203,10 +209,12 @@ def single(args, log) -> dict:
     return results
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--prior", help="evaluate this trained prior (name in data/priors or path) instead of LOSO")
-    parser.add_argument("--data-root", default=DEFAULT_ROOT, help=f"folder of MOTChallenge sequences (default {DEFAULT_ROOT})")
+    parser.add_argument("--data-root", default=DEFAULT_ROOT,
+                        help=f"folder of MOTChallenge sequences (default {DEFAULT_ROOT})")
     parser.add_argument("--json", help="write {MODEL: metrics} here")
     parser.add_argument("--models", default=",".join(MODEL_NAMES), help="LOSO models (default srnn,vrnn,dkf)")
     parser.add_argument("--fold-dir", default="runs/loso", help="cache of the LOSO fold models (default runs/loso)")
@@ -224,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = {name: {k: float(v[k]) for k in METRIC_KEYS} for name, v in results.items()}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(out, indent=2) + "\n")
         log(f"wrote {args.json}")
     return 0
 

@@ -16,13 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
-
-from mixdvae.mot import MOTFormatError, Sequence, SequenceNotFoundError, find_sequence, list_sequences
+from mixdvae.cli import guarded
+from mixdvae.cli import parser as make_parser
+from mixdvae.errors import EXIT_OK, UsageError
+from mixdvae.runner import load_sequences
 from mixdvae.threet import build_windows, save_windows
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--data-root", type=Path, required=True, help="folder of MOTChallenge sequence folders")
     parser.add_argument("--seq", nargs="+", default=["all"], help="sequence names (default: all with gt)")
     parser.add_argument("--length", type=int, default=60, help="window length T in frames (default: %(default)s)")
@@ -41,22 +43,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.length < 1 or args.stride < 1:
-        print("error: --length and --stride must be positive", file=sys.stderr)
-        return 2
-    try:
-        names = list_sequences(args.data_root) if args.seq == ["all"] else args.seq
-        if not names:
-            raise SequenceNotFoundError(f"no sequence folders (with seqinfo.ini) in {args.data_root}")
-        sequences = [Sequence.load(find_sequence(args.data_root, name)) for name in names]
-    except (SequenceNotFoundError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    except MOTFormatError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 4
+        raise UsageError("--length and --stride must be positive")
+    sequences = load_sequences(args.data_root, args.seq)
     windows = []
     for seq in sequences:
         if seq.gt is None:
@@ -70,7 +62,7 @@ def main(argv=None) -> int:
     settings["sequences"] = [s.name for s in sequences]
     manifest = save_windows(windows, args.out, {"settings": settings})
     print(f"{len(windows)} window(s) of {args.length} frames -> {args.out} ({manifest.name})")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

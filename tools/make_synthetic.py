@@ -17,11 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-
-from mixdvae.mot import Sequence
-from mixdvae.resources import data_home
 from mixdvae.cli import guarded
 from mixdvae.errors import EXIT_CODES_HELP, EXIT_OK
+from mixdvae.mot import Sequence
+from mixdvae.resources import data_home
 from mixdvae.synthetic import sequence_stats, write_benchmark
 
 COLUMNS = (

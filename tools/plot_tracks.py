@@ -18,11 +18,10 @@ import argparse
 import sys
 from pathlib import Path
 
-
-from mixdvae.mot import MOT17_DETECTORS, Sequence, find_sequence, pedestrian_rows, read_mot_file, read_seqinfo
-from mixdvae.plotting import POINTS, draw_frames, plot_trajectories
 from mixdvae.cli import guarded
 from mixdvae.errors import EXIT_CODES_HELP, EXIT_OK
+from mixdvae.mot import MOT17_DETECTORS, Sequence, find_sequence, pedestrian_rows, read_mot_file, read_seqinfo
+from mixdvae.plotting import POINTS, draw_frames, plot_trajectories
 from mixdvae.runner import DEFAULT_DATA_ROOT, ensure_default_data
 
 

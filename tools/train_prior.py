@@ -14,13 +14,15 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from pathlib import Path
 
 import yaml
 
-
+from mixdvae.cli import guarded
+from mixdvae.cli import parser as make_parser
+from mixdvae.config import load_yaml_mapping
 from mixdvae.dvae import PRIORS_DIR
 from mixdvae.dvae.training import merge_config, resolve_path, train_prior
+from mixdvae.mot import atomic_write_text
 
 
 def parse_override(text: str) -> dict:
@@ -37,8 +39,9 @@ def parse_override(text: str) -> dict:
     return out
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--config", required=True, help="training YAML, e.g. configs/prior_srnn.yaml")
     parser.add_argument("--set", action="append", default=[], type=parse_override, metavar="KEY=VALUE",
                         help="override a config entry, e.g. train.epochs=5 (repeatable)")
@@ -48,10 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = parser.parse_args(argv)
 
-    config_path = Path(args.config)
-    if not config_path.is_file():
-        parser.error(f"config {config_path} not found")
-    config = yaml.safe_load(config_path.read_text()) or {}
+    config = load_yaml_mapping(args.config)
     for override in args.set:
         config = merge_config(config, override)
     if args.out:
@@ -63,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         PRIORS_DIR.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.checkpoint, PRIORS_DIR / f"{args.ship}.pt")
         shipped = merge_config(config, {"output": {"checkpoint": None}})
-        header = f"# Config used to train data/priors/{args.ship}.pt (python tools/train_prior.py --config {args.config}"
+        header = (f"# Config used to train data/priors/{args.ship}.pt "
+                  f"(python tools/train_prior.py --config {args.config}")
         header += "".join(f" --set {k}" for k in _flat(args.set)) + f" --ship {args.ship})\n"
-        (PRIORS_DIR / f"{args.ship}.yaml").write_text(header + yaml.safe_dump(shipped, sort_keys=False))
-        print(f"shipped {PRIORS_DIR / (args.ship + '.pt')} ({resolve_path(result.checkpoint).stat().st_size / 1e6:.2f} MB)")
+        atomic_write_text(PRIORS_DIR / f"{args.ship}.yaml", header + yaml.safe_dump(shipped, sort_keys=False))
+        size_mb = resolve_path(result.checkpoint).stat().st_size / 1e6
+        print(f"shipped {PRIORS_DIR / (args.ship + '.pt')} ({size_mb:.2f} MB)")
     return 0
 
 

@@ -108,7 +108,7 @@ class Tracker(ABC):
         return {name: getattr(self, name) for name in sorted(self.parameter_names())}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any] | str | Path | None = None, **overrides: Any) -> "Tracker":
+    def from_config(cls, config: dict[str, Any] | str | Path | None = None, **overrides: Any) -> Tracker:
         """Build from a dict, a YAML file or a shipped config's name, then ``overrides``. The file only overrides
         the class defaults. A ``tracker:`` key, if present, must name this class; unknown keys and bad values are
         a :class:`~mixdvae.errors.ConfigError` naming the file and the key.

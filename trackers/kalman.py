@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 from filterpy.kalman import KalmanFilter
-from scipy.optimize import linear_sum_assignment
-
-from mixdvae.config import Range
-from mixdvae.boxes import cxcywh_to_xywh, iou_matrix, xywh_to_cxcywh
 from mixdvae.trackers import register
 from mixdvae.trackers.base import Tracker, check_detections
+
+from mixdvae.boxes import cxcywh_to_xywh, match_iou, xywh_to_cxcywh
+from mixdvae.config import Range
 
 MOTION_MODELS = ("sort", "xywh")
 
@@ -131,13 +130,7 @@ def associate(tracks_xywh: np.ndarray, dets_xywh: np.ndarray, iou_threshold: flo
     Returns ``(matches, unmatched_tracks, unmatched_dets)``: an (P, 2) int array of (track, detection) index
     pairs with IoU >= ``iou_threshold`` and the index arrays left over.
     """
-    iou = iou_matrix(tracks_xywh, dets_xywh)  # (N, M)
-    if iou.size:
-        rows, cols = linear_sum_assignment(-iou)
-        keep = iou[rows, cols] >= iou_threshold
-        matches = np.column_stack([rows[keep], cols[keep]]).astype(int)
-    else:
-        matches = np.zeros((0, 2), dtype=int)
+    matches = match_iou(tracks_xywh, dets_xywh, iou_threshold)
     unmatched_tracks = np.setdiff1d(np.arange(len(tracks_xywh)), matches[:, 0])
     unmatched_dets = np.setdiff1d(np.arange(len(dets_xywh)), matches[:, 1])
     return matches, unmatched_tracks, unmatched_dets

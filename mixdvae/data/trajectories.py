@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..boxes import xywh_to_cxcywh
-from . import normalization
 from ..mot import PERSON_CLASSES, list_sequences, pedestrian_rows, read_mot_file, read_seqinfo
+from . import normalization
 
 # MOT16/17/20 ground-truth classes that move like pedestrians: pedestrian, person on vehicle, static person.
 
@@ -82,17 +82,17 @@ class BoxWindows:
         """Model coordinates (N, T, 4), float32: relative to each window's first box, in its heights."""
         return normalization.to_model(self.boxes, self.reference()).astype(np.float32)
 
-    def flipped(self) -> "BoxWindows":
+    def flipped(self) -> BoxWindows:
         """Mirror image (left-right) about each window's first centre: a motion prior must be symmetric."""
         boxes = self.boxes.copy()
         boxes[..., 0] = 2 * boxes[:, :1, 0] - boxes[..., 0]
         return BoxWindows(boxes, self.mask.copy(), self.fps.copy(), self.source.copy())
 
-    def subset(self, index) -> "BoxWindows":
+    def subset(self, index) -> BoxWindows:
         return BoxWindows(self.boxes[index], self.mask[index], self.fps[index], self.source[index])
 
     @staticmethod
-    def concat(parts: list["BoxWindows"]) -> "BoxWindows":
+    def concat(parts: list[BoxWindows]) -> BoxWindows:
         parts = [p for p in parts if len(p)]
         if not parts:
             return BoxWindows(np.zeros((0, 1, 4)), np.zeros((0, 1), bool), np.zeros(0))
@@ -182,7 +182,8 @@ def load_mot_tracks(
 
 def subsample(track: Track, stride: int, offset: int = 0) -> Track:
     """Every ``stride``-th box of a track from ``offset``: the same motion at ``fps / stride``."""
-    return Track(track.boxes[offset::stride], track.first_frame + offset, track.track_id, track.sequence, track.fps / stride)
+    return Track(track.boxes[offset::stride], track.first_frame + offset, track.track_id, track.sequence,
+                 track.fps / stride)
 
 
 def split_tracks(tracks: list[Track], fraction: float, seed: int = 0) -> tuple[list[Track], list[Track]]:

@@ -4,7 +4,7 @@ Conventions (all models):
 
 * Data ``x`` is (B, T, x_dim), batched over sequences; ``mask`` (B, T) marks the valid steps (windows shorter
   than T are padded at the end). For trajectories, x is a box ``cx, cy, w, h`` in the model coordinates of
-  :mod:`mixdvae.dvae.normalization` (relative to the window's first box, divided by its height).
+  :mod:`mixdvae.data.normalization` (relative to the window's first box, divided by its height).
 * Generative recurrence, one call per time step ``t = 1..T``::
 
       state = model.init_state(B);  x_prev = model.x0(B)
@@ -54,7 +54,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mixdvae.errors import InputError
+from mixdvae.errors import DataNotFoundError, InputError
 
 from .likelihood import make_likelihood
 
@@ -517,17 +517,19 @@ class DVAE(nn.Module):
         """Load a checkpoint written by :meth:`save` (``weights_only=True``), dispatching on its config's model.
 
         Raises:
-            FileNotFoundError: no such file.
+            DataNotFoundError: no such file.
             CheckpointError: unreadable or corrupt file, unknown model, a config the model rejects, missing or
                 unexpected weights, a shape that does not match the config, or non-finite weights.
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"DVAE checkpoint {path} not found")
+            raise DataNotFoundError(f"DVAE checkpoint {path} not found")
         try:
             payload = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise CheckpointError(f"{path}: not a readable DVAE checkpoint ({type(err).__name__}: {err})") from None
+        except Exception:  # noqa: BLE001 - any unpickling failure means a bad file
+            # torch's own text would advise weights_only=False: never for a file that fails the safe load
+            what = "an empty file" if path.stat().st_size == 0 else "truncated, or not a torch checkpoint"
+            raise CheckpointError(f"{path}: not a readable DVAE checkpoint ({what})") from None
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path}: not a MixDVAE DVAE checkpoint (missing format tag {CHECKPOINT_FORMAT!r})")
         if payload.get("version") != CHECKPOINT_VERSION:

@@ -31,7 +31,7 @@ class CVParams:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CVParams":
+    def from_dict(cls, data: dict) -> CVParams:
         return cls(**{k: [float(v) for v in data[k]] for k in ("q", "r", "p0")})
 
 
@@ -119,7 +119,8 @@ def fit_cv(
 
         best = None
         for start in START_POINTS[: max(1, starts)]:
-            res = minimize(objective, np.array(start), method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 600})
+            options = {"xatol": 1e-3, "fatol": 1e-6, "maxiter": 600}
+            res = minimize(objective, np.array(start), method="Nelder-Mead", options=options)
             if best is None or res.fun < best.fun:
                 best = res
         q, r, p0 = np.exp(np.clip(best.x, -30, 5))

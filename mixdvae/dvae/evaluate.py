@@ -32,8 +32,10 @@ def iou_cxcywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Element-wise IoU of boxes ``cx, cy, w, h`` (..., 4) with broadcasting; degenerate boxes give 0."""
     aw, ah = np.clip(a[..., 2], 0, None), np.clip(a[..., 3], 0, None)
     bw, bh = np.clip(b[..., 2], 0, None), np.clip(b[..., 3], 0, None)
-    iw = np.clip(np.minimum(a[..., 0] + aw / 2, b[..., 0] + bw / 2) - np.maximum(a[..., 0] - aw / 2, b[..., 0] - bw / 2), 0, None)
-    ih = np.clip(np.minimum(a[..., 1] + ah / 2, b[..., 1] + bh / 2) - np.maximum(a[..., 1] - ah / 2, b[..., 1] - bh / 2), 0, None)
+    iw = np.clip(np.minimum(a[..., 0] + aw / 2, b[..., 0] + bw / 2)
+                 - np.maximum(a[..., 0] - aw / 2, b[..., 0] - bw / 2), 0, None)
+    ih = np.clip(np.minimum(a[..., 1] + ah / 2, b[..., 1] + bh / 2)
+                 - np.maximum(a[..., 1] - ah / 2, b[..., 1] - bh / 2), 0, None)
     inter = iw * ih
     union = aw * ah + bw * bh - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
@@ -97,7 +99,7 @@ class Metrics:
     n_1: int = 0
     n_h: int = 0
 
-    def __iadd__(self, other: "Metrics") -> "Metrics":
+    def __iadd__(self, other: Metrics) -> Metrics:
         for key in METRIC_KEYS:
             self.sums[key] += other.sums[key]
         self.n_1 += other.n_1

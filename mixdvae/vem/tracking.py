@@ -28,11 +28,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
+from mixdvae.boxes import cxcywh_to_xywh, iou, iou_matrix, match_iou, xywh_to_cxcywh
 from mixdvae.config import Bound, Range, check_params, parameter_specs
-from mixdvae.boxes import cxcywh_to_xywh, iou, iou_matrix, xywh_to_cxcywh
 from mixdvae.mot import Sequence
 from mixdvae.vem.engine import VEMConfig, VEMInput, run_vem
 from mixdvae.vem.priors import TrajectoryPrior
@@ -80,7 +79,8 @@ class WindowConfig:
 
     def __post_init__(self):
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for name, value in check_params(values, parameter_specs(WindowConfig), self.BOUNDS, "windowed tracking").items():
+        checked = check_params(values, parameter_specs(WindowConfig), self.BOUNDS, "windowed tracking")
+        for name, value in checked.items():
             setattr(self, name, value)
 
     def frames(self, frame_rate: float) -> tuple[int, int, int, int]:
@@ -282,15 +282,11 @@ def find_births(dets, eta0, mean0, final, cfg: WindowConfig) -> list[tuple[int, 
     finished = []
     for t, boxes in enumerate(candidates):
         tails = np.array([chain[-1][1] for chain in chains]).reshape(-1, 4)
-        iou = iou_matrix(tails, boxes)
         linked_chains, linked_boxes = set(), set()
-        if iou.size:
-            rows, cols = linear_sum_assignment(-iou)
-            for i, j in zip(rows, cols):
-                if iou[i, j] >= cfg.birth_iou:
-                    chains[i].append((t, boxes[j]))
-                    linked_chains.add(i)
-                    linked_boxes.add(j)
+        for i, j in match_iou(tails, boxes, cfg.birth_iou):
+            chains[i].append((t, boxes[j]))
+            linked_chains.add(i)
+            linked_boxes.add(j)
         finished += [c for i, c in enumerate(chains) if i not in linked_chains]
         chains = [c for i, c in enumerate(chains) if i in linked_chains]
         chains += [[(t, boxes[j])] for j in range(len(boxes)) if j not in linked_boxes]
