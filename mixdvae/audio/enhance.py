@@ -1,0 +1,614 @@
+"""Unsupervised speech enhancement by variational EM (DESIGN §7): DVAE-VEM, VAE-VEM and NMF-VEM in one engine.
+
+Model of a noisy STFT ``X`` (one utterance, F bins x T frames)::
+
+    x_ft = sqrt(g_t) s_ft + b_ft,   s ~ speech model (frozen),   b_ft ~ N_c(0, (W H)_ft),   V_x = g V_s + W H
+
+with a non-negative noise model of rank K (``W`` (F, K), ``H`` (K, T)) and a per-frame gain ``g_t``. The speech
+model is swapped, the loop is the same:
+
+* **DVAE-VEM** (``SRNN`` or ``DKF`` prior, :mod:`mixdvae.dvae`) and **VAE-VEM** (the frame-independent VAE):
+  V_s = decoder(z). E-Z: ``encoder_steps`` Adam steps on the *encoder* weights only (a per-call copy, one per
+  utterance: the prior object is never modified), maximising ``E_q[-sum P / V_x + log V_x] - KL(q(z) || p(z))``
+  with a reparameterised sample; then ``samples`` draws of z (no gradient) give V_s.
+* **NMF-VEM**: V_s = W_s H_s with a fixed speech basis ``W_s`` learned on clean speech
+  (:func:`mixdvae.audio.nmf.learn_basis`); the E-step is the multiplicative update of the activations H_s
+  (the gain is then redundant and stays 1).
+
+M-step: the multiplicative Itakura-Saito updates of W, H (columns of W normalised) and g
+(:mod:`mixdvae.audio.nmf`). Output: the Wiener filter ``g V_s / (g V_s + W H) X`` averaged over
+``wiener_samples`` draws of z, then the inverse STFT.
+
+Speech-power input of the autoregressive decoders: an SRNN's (or DKF's) deterministic recurrence runs on the
+current estimate of the clean speech power, ``E[|s_ft|^2 | x]`` of the previous iteration (the noisy power at
+the first one), as one fused pass per iteration for the whole batch; the encoder reads the noisy power.
+
+Batching: utterances of different lengths are padded and masked; every random draw and every adapted weight
+belongs to one utterance, so an utterance's result does not depend on the batch it runs in (up to floating
+point). Layout inside the engine: (B, F, T) for spectrograms as in the NMF literature; the priors take (B, T, F).
+Levels: each utterance's noisy power is scaled to the mean power the prior was trained on (``P`` in the
+prior's units); the output is scaled back.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+
+from mixdvae.config import Range, check_params, parameter_specs
+from mixdvae.dvae.base import CheckpointError
+from mixdvae.errors import InputError, UsageError
+
+from . import nmf
+from .io import MODEL_RATE, check_waveform
+from .stft import DEFAULT_STFT, STFT
+
+NMF_FORMAT = "mixdvae-nmf-basis"
+SPEECH_LIKELIHOOD = "itakura_saito"  # the likelihood of a prior of power spectra
+LOG_FLOOR = 1e-10  # added to the power before the log of the level statistic (the priors' power_floor)
+NOISE_CHUNK = 64  # frames per seeded block of latent noise (draws do not depend on the batch's length)
+
+
+@dataclass
+class EnhanceConfig:
+    """Every setting of :func:`enhance`, with its default (validated by :meth:`checked`)."""
+
+    iterations: int = 40  # VEM iterations (E-Z then M)
+    noise_rank: int = 8  # K, rank of the NMF noise model
+    encoder_steps: int = 1  # Adam steps on the encoder weights per E-Z
+    lr: float = 5e-3  # Adam learning rate of the encoder fine-tuning
+    samples: int = 1  # draws of z per E-Z for the M-step
+    wiener_samples: int = 4  # draws of z averaged in the output Wiener filter
+    batch_size: int = 16  # utterances processed together (sorted by length)
+    seed: int = 0
+    floor: float = 1e-8  # variance floor, relative to the mean noisy power of each utterance
+    nmf_speech_updates: int = 1  # NMF-VEM: updates of the speech activations per E-step
+    tune: Literal["head", "encoder"] = "head"  # SRNN/DKF: fine-tune the posterior head, or the whole encoder
+
+    BOUNDS: ClassVar[dict] = {
+        "iterations": Range(1, 10000), "noise_rank": Range(1, 512), "encoder_steps": Range(0, 100),
+        "lr": Range(0, 1, exclusive_low=True), "samples": Range(1, 64), "wiener_samples": Range(1, 256),
+        "batch_size": Range(1, 4096), "seed": Range(0), "floor": Range(0, 1e-2, exclusive_low=True),
+        "nmf_speech_updates": Range(1, 100),
+    }
+
+    def __post_init__(self):
+        """Validate every field (:class:`~mixdvae.errors.ConfigError` naming the key)."""
+        check_params(asdict(self), parameter_specs(type(self)), self.BOUNDS, owner="enhance config")
+
+
+@dataclass
+class EnhanceResult:
+    """Outputs of :func:`enhance`, in the order of the inputs.
+
+    Attributes:
+        enhanced: enhanced waveforms, each (N_i,) float32 like its input.
+        cost: (iterations, U) Itakura-Saito cost per valid time-frequency bin after each iteration, per
+            utterance (``mean P / V_x + log V_x`` in the prior's power units): the convergence record.
+        seconds: processing time (wall clock, all batches).
+        cpu_seconds: CPU time of the process over the same span (all its threads; with
+            ``torch.set_num_threads(1)`` the time on one core, unaffected by other processes on the machine).
+        audio_seconds: total duration of the inputs.
+    """
+
+    enhanced: list[np.ndarray]
+    cost: np.ndarray
+    seconds: float
+    cpu_seconds: float
+    audio_seconds: float
+    config: EnhanceConfig = field(default_factory=EnhanceConfig)
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing seconds (wall clock) per second of audio."""
+        return self.seconds / max(self.audio_seconds, 1e-9)
+
+
+class EnhancementError(InputError):
+    """The VEM produced non-finite values (reported with the utterance; never silently returned)."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# seeded noise, independent of the batch
+
+
+def latent_noise(seed: int, key: tuple, samples: int, frames: int, dim: int, device) -> torch.Tensor:
+    """Standard normal noise (samples, frames, dim) for the draw named ``key`` (a tuple of ints), the same for
+    every utterance of a batch and a prefix of the draw for a longer one: blocks of :data:`NOISE_CHUNK` frames,
+    each from its own seeded generator."""
+    generator = torch.Generator()
+    blocks = []
+    for chunk in range(math.ceil(frames / NOISE_CHUNK)):
+        generator.manual_seed(hash((seed, key, chunk)) & (2**62 - 1))
+        blocks.append(torch.randn(samples, NOISE_CHUNK, dim, generator=generator))
+    return torch.cat(blocks, 1)[:, :frames].to(device)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# speech models
+
+
+class NMFBasis:
+    """A fixed NMF speech basis ``W`` (F, K) with unit-sum columns, learned on clean power spectrograms whose
+    mean log-power (:func:`log_level`) was ``reference_log_power``."""
+
+    def __init__(self, W: torch.Tensor, reference_log_power: float, meta: dict | None = None):
+        if W.dim() != 2 or not torch.isfinite(W).all() or (W < 0).any():
+            raise ValueError("an NMF basis is a finite non-negative (F, K) tensor")
+        self.W = W.float()
+        self.reference_log_power = float(reference_log_power)
+        self.meta = dict(meta or {})
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the basis atomically (torch file, loadable with ``weights_only``)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        payload = {"format": NMF_FORMAT, "W": self.W.cpu(), "reference_log_power": self.reference_log_power,
+                   "meta": self.meta}
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> NMFBasis:
+        """Read a basis written by :meth:`save`; :class:`CheckpointError` naming the file when it is not one."""
+        path = Path(path)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(payload, dict) or payload.get("format") != NMF_FORMAT:
+                raise ValueError(f"missing format tag {NMF_FORMAT!r}")
+            return cls(payload["W"], payload["reference_log_power"], payload.get("meta"))
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any unpickling or content failure means a bad file
+            raise CheckpointError(f"{path}: not a usable NMF speech basis ({type(err).__name__}: {err})") from None
+
+
+class SpeechModel:
+    """What the engine needs from a speech model, for one batch (see the subclasses)."""
+
+    uses_gain = True
+
+    def reference_log_power(self) -> float:
+        """Mean log-power (:func:`log_level`) of clean speech in the model's units: inputs are scaled to it."""
+        raise NotImplementedError
+
+    def start(self, P: torch.Tensor, mask: torch.Tensor) -> None:
+        """Prepare a batch: noisy power ``P`` (B, F, T) in model units, ``mask`` (B, T) bool."""
+        raise NotImplementedError
+
+    def e_step(self, P, g, Vb, mask, key: tuple) -> torch.Tensor:
+        """Adapt to the current gain ``g`` (B, T) and noise variance ``Vb`` (B, F, T); return speech variances
+        ``V_s`` (S, B, F, T) for the M-step (no gradient). ``key`` names the iteration (seeded draws)."""
+        raise NotImplementedError
+
+    def variances(self, samples: int, key: tuple) -> torch.Tensor:
+        """``samples`` draws of the speech variances ``V_s`` (S, B, F, T) (no gradient)."""
+        raise NotImplementedError
+
+    def set_speech_power(self, power: torch.Tensor) -> None:
+        """The current estimate of the clean speech power (B, F, T) (for autoregressive decoders)."""
+
+
+class NMFSpeech(SpeechModel):
+    """NMF-VEM: ``V_s = W_s H_s``, fixed basis, activations updated multiplicatively in the E-step."""
+
+    uses_gain = False
+
+    def __init__(self, basis: NMFBasis, config: EnhanceConfig, device):
+        self.basis = basis.W.to(device)
+        self.level = basis.reference_log_power
+        self.config = config
+
+    def reference_log_power(self) -> float:
+        return self.level
+
+    def start(self, P, mask):
+        B, F, T = P.shape
+        if F != self.basis.shape[0]:
+            raise UsageError(f"NMF speech basis has {self.basis.shape[0]} bins, the spectrogram {F}")
+        K = self.basis.shape[1]
+        mean = _masked_mean(P, mask).reshape(B, 1, 1)
+        self.W = self.basis.unsqueeze(0).expand(B, F, K)
+        self.H = (mean * F / (2 * K)).expand(B, K, T).clone()
+
+    def e_step(self, P, g, Vb, mask, key):
+        floor = self.floor(P, mask)
+        for _ in range(self.config.nmf_speech_updates):
+            self.H = nmf.update_H(P, Vb, self.W, self.H, mask, floor)
+        return self.variances(1, key)
+
+    def floor(self, P, mask) -> torch.Tensor:
+        return self.config.floor * _masked_mean(P, mask).reshape(-1, 1, 1)
+
+    def variances(self, samples, key):
+        return (self.W @ self.H).unsqueeze(0)
+
+
+class DVAESpeech(SpeechModel):
+    """DVAE-VEM / VAE-VEM: a frozen decoder, an encoder fine-tuned per utterance.
+
+    Supported priors: SRNN and DKF, whose encoder is a backward LSTM ``enc_rnn`` giving g_t and a head
+    ``post_z`` for q(z_t | z_{t-1}, g_t); ``config.tune`` says what is fine-tuned: ``"head"`` (post_z; the LSTM
+    runs once per iteration without gradient) or ``"encoder"`` (both). The frame-independent VAE fine-tunes
+    its encoder MLP. Each utterance gets its own copy of the tuned weights (stacked on a leading batch axis),
+    so Adam adapts them independently."""
+
+    def __init__(self, prior, config: EnhanceConfig, device):
+        name = prior.config.get("model")
+        if name not in ("srnn", "dkf", "vae"):
+            raise UsageError(f"speech enhancement supports SRNN, DKF and VAE priors, not {name!r}")
+        if prior.config.get("likelihood") != SPEECH_LIKELIHOOD or prior.config.get("param") != "log_power":
+            raise UsageError(f"the prior's likelihood is {prior.config.get('likelihood')!r}: a speech prior "
+                             f"models power spectra (param 'log_power') with the {SPEECH_LIKELIHOOD!r} likelihood")
+        self.name = name
+        self.model = copy.deepcopy(prior).to(device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.config = config
+
+    def reference_log_power(self) -> float:
+        """The mean of the per-bin mean log-power statistics of a ``log_power`` prior."""
+        return float(self.model.io.x_mean.mean())
+
+    def _tuned_modules(self) -> dict[str, torch.nn.Module]:
+        m = self.model
+        if self.name == "vae":
+            return {"embed": m.embed_x, "head": m.post_z.net}
+        tuned = {"head": m.post_z.net}
+        if self.config.tune == "encoder":
+            tuned["rnn"] = m.enc_rnn
+        return tuned
+
+    def start(self, P, mask):
+        B = P.shape[0]
+        self.P_tf = P.transpose(1, 2)  # (B, T, F)
+        self.lengths = mask.sum(1)
+        self.weights = {
+            f"{prefix}.{name}": p.detach().unsqueeze(0).repeat(B, *([1] * p.dim())).requires_grad_()
+            for prefix, module in self._tuned_modules().items() for name, p in module.named_parameters()
+        }
+        self.optimizer = torch.optim.Adam(list(self.weights.values()), lr=self.config.lr)
+        self.set_speech_power(P)
+
+    def set_speech_power(self, power):
+        """Recompute what does not depend on the tuned weights from the speech-power estimate (B, F, T): the
+        decoder's deterministic recurrence and, for ``tune="head"``, the encoder LSTM's output g."""
+        m = self.model
+        with torch.no_grad():
+            if self.name == "vae":
+                self.context = {"features": m._sequence_inputs(self.P_tf)[3]}
+                return
+            x_prev, n, feat_prev, _ = m._sequence_inputs(power.transpose(1, 2))
+            _, _, _, feat_noisy = m._sequence_inputs(self.P_tf)
+            e_prev = m.embed_x(feat_prev)
+            e_noisy = m.embed_x(feat_noisy)
+            h = m.rnn(e_prev)[0] if self.name == "srnn" else None
+            enc_in = _reverse(torch.cat([h, e_noisy], -1) if h is not None else e_noisy, self.lengths)
+            self.context = {"x_prev": x_prev, "n": n, "e_prev": e_prev, "h": h, "enc_in": enc_in}
+            if self.config.tune == "head":
+                self.context["g"] = _reverse(m.enc_rnn(enc_in)[0], self.lengths)
+
+    def _posterior(self, samples: int, key: tuple):
+        """Samples of q(z) with the per-utterance weights: ``z``, ``q_mean``, ``q_var``, each (S, B, T, Z)
+        (under ``torch.no_grad``, ``z`` only). For SRNN/DKF the recursion ``q(z_t | z_{t-1}, g_t)`` runs once
+        without autograd; the reparameterised sample is then recomputed for all frames at once from the drawn
+        z_{t-1} (same values; gradients reach the weights through every frame's own mean and variance)."""
+        w, m, c = self.weights, self.model, self.context
+        low, high = m.post_z.low, m.post_z.high
+        if self.name == "vae":
+            embedded = _stacked_mlp(w, "embed", m.embed_x)(c["features"])
+            mean, raw_var = _stacked_mlp(w, "head", m.post_z.net)(embedded).chunk(2, dim=-1)  # (B, T, Z) each
+            var = torch.exp(low + (high - low) * torch.sigmoid(raw_var))
+            eps = latent_noise(self.config.seed, key, samples, mean.shape[1], mean.shape[2], mean.device)
+            z = mean.unsqueeze(0) + var.sqrt().unsqueeze(0) * eps.unsqueeze(1)
+            return z, mean.expand_as(z), var.expand_as(z)
+        g = c["g"] if "g" in c else _reverse(_stacked_lstm(c["enc_in"], w, "rnn"), self.lengths)  # (B, T, H)
+        B, T, G = g.shape
+        Z = m.config["z_dim"]
+        w1, b1 = w["head.0.weight"], w["head.0.bias"]  # (B, D, G + Z), (B, D)
+        w2t, b2 = w["head.2.weight"].transpose(1, 2), w["head.2.bias"].unsqueeze(1)  # (B, D, 2Z), (B, 1, 2Z)
+        pre = torch.baddbmm(b1.unsqueeze(1), g, w1[:, :, :G].transpose(1, 2))  # (B, T, D): the g part
+        w1z = w1[:, :, G:].transpose(1, 2)  # (B, Z, D)
+        eps = latent_noise(self.config.seed, key, samples, T, Z, g.device).transpose(0, 1)  # (T, S, Z)
+        with torch.no_grad():  # the recursion over frames, without autograd
+            z_prev = g.new_zeros(B, samples, Z)
+            zs = []
+            for t in range(T):
+                hidden = torch.tanh(torch.baddbmm(pre[:, t : t + 1], z_prev, w1z))  # (B, S, D)
+                mean, raw_var = torch.baddbmm(b2, hidden, w2t).chunk(2, dim=-1)  # (B, S, Z) each
+                z_prev = torch.addcmul(mean, torch.exp(0.5 * (low + (high - low) * torch.sigmoid(raw_var))), eps[t])
+                zs.append(z_prev)
+            z = torch.stack(zs, 2)  # (B, S, T, Z)
+        if not torch.is_grad_enabled():
+            return z.transpose(0, 1), None, None
+        # all frames at once, with gradients, given the drawn z_{t-1} (the gradient is not carried through it)
+        z_prev = torch.cat([torch.zeros_like(z[:, :, :1]), z[:, :, :-1]], 2).reshape(B, samples * T, Z)
+        hidden = torch.tanh(pre.unsqueeze(1) + torch.bmm(z_prev, w1z).reshape(B, samples, T, -1))
+        raw = torch.baddbmm(b2, hidden.reshape(B, samples * T, -1), w2t).reshape(B, samples, T, 2 * Z)
+        q_mean, raw_var = raw.transpose(0, 1).chunk(2, dim=-1)  # (S, B, T, Z) each
+        q_var = torch.exp(low + (high - low) * torch.sigmoid(raw_var))
+        return q_mean + q_var.sqrt() * eps.permute(1, 0, 2).unsqueeze(1), q_mean, q_var
+
+    def _decode(self, z):
+        """``V_s`` (S, B, T, F) and the prior ``p(z_t | ...)`` mean and variance (S, B, T, Z) of latents z."""
+        m, c = self.model, self.context
+        S, B, T, Z = z.shape
+        flat = z.reshape(S * B, T, Z)
+        if self.name == "vae":
+            _, var = m._decode(flat, None, None)
+            return var.reshape(S, B, T, -1), torch.zeros_like(z), torch.ones_like(z)
+
+        def rep(t):
+            return t.unsqueeze(0).expand(S, *t.shape).reshape(S * B, *t.shape[1:])
+
+        z_shift = torch.cat([torch.zeros_like(flat[:, :1]), flat[:, :-1]], 1)
+        if self.name == "srnn":
+            h = rep(c["h"])
+            _, var = m._decode(h, flat, rep(c["x_prev"]), rep(c["n"]))
+            p_mean, p_var = m.prior_z(torch.cat([h, z_shift], -1))
+        else:
+            _, var = m._decode(flat, rep(c["x_prev"]), rep(c["n"]))
+            p_mean, p_var = m._prior(z_shift, rep(c["e_prev"]))
+        shape = (S, B, T, -1)
+        return var.reshape(shape), p_mean.reshape(shape), p_var.reshape(shape)
+
+    def e_step(self, P, g, Vb, mask, key):
+        """Adam steps on the tuned weights; the variances of the last step's sample (drawn before its update)
+        serve the M-step, or fresh draws when ``encoder_steps`` is 0."""
+        if self.config.encoder_steps == 0:
+            return self.variances(self.config.samples, key)
+        floor = self.config.floor * _masked_mean(P, mask).reshape(-1, 1, 1)
+        weight = mask.to(P.dtype)  # (B, T)
+        for step in range(self.config.encoder_steps):
+            z, q_mean, q_var = self._posterior(self.config.samples, (*key, step))
+            Vs, p_mean, p_var = self._decode(z)
+            Vx = (g.unsqueeze(1) * Vs.transpose(-1, -2) + Vb).clamp(min=floor)  # (S, B, F, T)
+            recon = ((P / Vx + torch.log(Vx)).sum(-2) * weight).sum(-1)  # (S, B)
+            kl = (_gaussian_kl(q_mean, q_var, p_mean, p_var) * weight).sum(-1)  # (S, B)
+            loss = (recon + kl).mean(0).sum()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        return Vs.detach().transpose(-1, -2)
+
+    def variances(self, samples, key):
+        with torch.no_grad():
+            z, _, _ = self._posterior(samples, (*key, -1))
+            Vs, _, _ = self._decode(z)
+        return Vs.transpose(-1, -2)
+
+
+def _gaussian_kl(q_mean, q_var, p_mean, p_var) -> torch.Tensor:
+    return 0.5 * (torch.log(p_var) - torch.log(q_var) + (q_var + (q_mean - p_mean) ** 2) / p_var - 1.0).sum(-1)
+
+
+def _reverse(seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence of ``seq`` (B, T, ...) within its valid prefix (padding stays in place)."""
+    T = seq.shape[1]
+    t = torch.arange(T, device=seq.device).unsqueeze(0)
+    lengths = lengths.to(seq.device).long().unsqueeze(1)
+    index = torch.where(t < lengths, lengths - 1 - t, t)
+    index = index.view(*index.shape, *([1] * (seq.dim() - 2))).expand_as(seq)
+    return seq.gather(1, index)
+
+
+def _stacked_mlp(w: dict, prefix: str, module: torch.nn.Sequential):
+    """A function applying ``module`` (a Sequential of Linear and activation layers) with per-utterance weights
+    to x (B, T, in)."""
+
+    def apply(x):
+        for index, layer in enumerate(module):
+            if isinstance(layer, torch.nn.Linear):
+                x = torch.baddbmm(w[f"{prefix}.{index}.bias"].unsqueeze(1), x,
+                                  w[f"{prefix}.{index}.weight"].transpose(1, 2))
+            else:
+                x = layer(x)
+        return x
+
+    return apply
+
+
+def _stacked_lstm(inputs: torch.Tensor, w: dict, prefix: str) -> torch.Tensor:
+    """A single-layer LSTM (``nn.LSTM`` gate order) over inputs (B, T, in) with per-utterance weights."""
+    w_ih, w_hh = w[f"{prefix}.weight_ih_l0"], w[f"{prefix}.weight_hh_l0"]
+    bias = (w[f"{prefix}.bias_ih_l0"] + w[f"{prefix}.bias_hh_l0"]).unsqueeze(1)
+    gates_in = torch.baddbmm(bias, inputs, w_ih.transpose(1, 2))  # (B, T, 4H)
+    B, T, _ = inputs.shape
+    H = w_hh.shape[2]
+    h = inputs.new_zeros(B, 1, H)
+    c = inputs.new_zeros(B, 1, H)
+    w_hh_t = w_hh.transpose(1, 2)
+    outputs = []
+    for t in range(T):
+        gates = torch.baddbmm(gates_in[:, t : t + 1], h, w_hh_t)
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outputs.append(h)
+    return torch.cat(outputs, 1)
+
+
+def _masked_mean(P: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``P`` (B, F, T) over the valid frames of each utterance, (B,)."""
+    m = mask.to(P.dtype).unsqueeze(1)
+    return (P * m).sum((1, 2)) / (m.sum((1, 2)) * P.shape[1]).clamp(min=1)
+
+
+def learn_nmf_basis(waveforms: list[np.ndarray], rank: int = 32, iterations: int = 100, seed: int = 0,
+                    setting: STFT = DEFAULT_STFT, meta: dict | None = None) -> NMFBasis:
+    """Learn the fixed speech basis of NMF-VEM on clean 16 kHz waveforms (their frames pooled)."""
+    P = torch.cat([_power(setting(torch.from_numpy(np.asarray(w, dtype=np.float32)))) for w in waveforms])  # (T, F)
+    fit = nmf.learn_basis(P.T.contiguous(), rank, iterations, seed)
+    return NMFBasis(fit.W, log_level(P), {"rank": rank, "iterations": iterations, "seed": seed,
+                                           "frames": int(P.shape[0]), "final_cost": fit.cost[-1], **(meta or {})})
+
+
+def _power(spec: torch.Tensor) -> torch.Tensor:
+    return spec.real**2 + spec.imag**2
+
+
+NMF_PRIOR_NAME = "nmf_speech"  # the shipped NMF speech basis, data/priors/nmf_speech.pt
+
+
+def load_speech_prior(name_or_path: str | os.PathLike, device="cpu"):
+    """A speech prior by name or path: ``"srnn_speech"``, ``"vae_speech"`` (shipped DVAE/VAE checkpoints),
+    ``"nmf"`` (the shipped NMF basis) or the path of either kind of file.
+
+    Raises :class:`~mixdvae.errors.DataNotFoundError` or :class:`CheckpointError` naming the file."""
+    from mixdvae.dvae import load_prior, prior_path
+
+    path = prior_path(NMF_PRIOR_NAME if str(name_or_path) == "nmf" else name_or_path)
+    if path.is_file() and _is_nmf_file(path):
+        return NMFBasis.load(path)
+    prior = load_prior(path if path.is_file() else name_or_path, device=device)
+    if prior.config.get("likelihood") != SPEECH_LIKELIHOOD or prior.config.get("param") != "log_power":
+        raise CheckpointError(f"{path}: not a speech prior (likelihood {prior.config.get('likelihood')!r}, "
+                              f"param {prior.config.get('param')!r}; expected {SPEECH_LIKELIHOOD!r}, 'log_power')")
+    return prior
+
+
+def _is_nmf_file(path: Path) -> bool:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not readable as an NMF basis: let the DVAE loader explain
+        return False
+    return isinstance(payload, dict) and payload.get("format") == NMF_FORMAT
+
+
+def speech_model(prior, config: EnhanceConfig, device) -> SpeechModel:
+    """The engine's speech model for ``prior``: an :class:`NMFBasis` or a DVAE/VAE module."""
+    if isinstance(prior, NMFBasis):
+        return NMFSpeech(prior, config, device)
+    return DVAESpeech(prior, config, device)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the engine
+
+
+def enhance_spectrograms(X: torch.Tensor, mask: torch.Tensor, model: SpeechModel, config: EnhanceConfig):
+    """Run the VEM on a batch of complex STFTs ``X`` (B, F, T) in the model's units, ``mask`` (B, T) bool.
+
+    Returns ``(S_hat, cost)``: the Wiener estimate of the speech STFT (B, F, T) and the IS cost per valid bin
+    after each iteration (iterations, B). Raises :class:`EnhancementError` on non-finite values."""
+    P = (X.real**2 + X.imag**2) * mask.unsqueeze(1)
+    B, F, T = P.shape
+    mean = _masked_mean(P, mask)
+    floor = config.floor * mean.reshape(B, 1, 1)
+    counts = mask.sum(1).to(P.dtype) * F
+    generator = torch.Generator().manual_seed(config.seed)
+    W0 = torch.rand(F, config.noise_rank, generator=generator, dtype=P.dtype) + 0.1
+    W = (W0 / W0.sum(0, keepdim=True)).to(P.device).expand(B, F, config.noise_rank).clone()
+    H = (mean.reshape(B, 1, 1) * F / (2 * config.noise_rank)).expand(B, config.noise_rank, T).clone()
+    g = torch.ones(B, T, device=P.device, dtype=P.dtype)
+    model.start(P, mask)
+    costs = []
+    for iteration in range(config.iterations):
+        Vb = W @ H
+        Vs = model.e_step(P, g, Vb, mask, (iteration,)).clamp(min=floor)  # (S, B, F, T)
+        W, H = nmf.nmf_step(P, g.unsqueeze(1) * Vs, W, H, mask, True, floor)
+        Vb = W @ H
+        if model.uses_gain:
+            g = nmf.update_gain(P, Vs, Vb, g, mask, floor)
+        Vx = (g.unsqueeze(1) * Vs + Vb).clamp(min=floor)
+        cost = nmf.is_cost(P, Vx, mask) / (counts * Vs.shape[0])
+        _check_finite(cost, iteration)
+        costs.append(cost)
+        model.set_speech_power(_speech_power(P, X, g, Vs, Vb, floor))
+    with torch.no_grad():
+        Vs = model.variances(config.wiener_samples, (config.iterations,)).clamp(min=floor)
+        gain = g.unsqueeze(1) * Vs
+        wiener = (gain / (gain + W @ H)).mean(0)
+    S_hat = wiener * X
+    _check_finite(S_hat.abs().sum((1, 2)), config.iterations)
+    return S_hat, torch.stack(costs)
+
+
+def _speech_power(P, X, g, Vs, Vb, floor) -> torch.Tensor:
+    """Posterior expectation of the clean speech power ``E[|s_ft|^2 | x]`` (B, F, T), in the prior's units
+    (the unscaled s), averaged over the samples of V_s."""
+    gs = g.unsqueeze(1)
+    Vx = (gs * Vs + Vb).clamp(min=floor)
+    wiener = gs * Vs / Vx
+    power = (wiener**2 * P + wiener * Vb).mean(0)
+    return power / gs
+
+
+def _check_finite(values: torch.Tensor, iteration: int) -> None:
+    bad = ~torch.isfinite(values)
+    if bool(bad.any()):
+        which = torch.nonzero(bad).flatten().tolist()
+        raise EnhancementError(f"enhancement produced non-finite values at iteration {iteration} "
+                               f"(batch positions {which})")
+
+
+def enhance(noisy, prior, config: EnhanceConfig | None = None, device="cpu", setting: STFT = DEFAULT_STFT,
+            progress=None) -> EnhanceResult:
+    """Enhance 16 kHz mono waveforms (one (N,) array or a list of them) with ``prior`` (a speech DVAE/VAE with
+    the Itakura-Saito likelihood, or an :class:`NMFBasis`).
+
+    Utterances are processed in batches of ``config.batch_size``, sorted by length; ``progress`` (optional) is
+    called with the number of utterances finished after each batch. Raises :class:`InputError` for a waveform
+    that is empty, non-finite, silent or shorter than one STFT frame (naming its position)."""
+    config = config or EnhanceConfig()
+    device = torch.device(device)
+    single = isinstance(noisy, np.ndarray) and noisy.ndim == 1
+    waves = [noisy] if single else list(noisy)
+    if not waves:
+        raise UsageError("enhance: no waveform given")
+    for index, wave in enumerate(waves):
+        wave = np.asarray(wave)
+        if wave.ndim != 1:
+            raise InputError(f"input {index}: a mono waveform (N,) is needed, got shape {wave.shape}")
+        check_waveform(wave, f"input {index}", setting.n_fft)
+    model = speech_model(prior, config, device)
+    reference = model.reference_log_power()
+    order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+    enhanced: list[np.ndarray | None] = [None] * len(waves)
+    costs = np.zeros((config.iterations, len(waves)))
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for first in range(0, len(order), config.batch_size):
+        batch = order[first : first + config.batch_size]
+        X, mask, scale = _batch_stft([np.asarray(waves[i], dtype=np.float32) for i in batch], setting, reference,
+                                     device)
+        S_hat, cost = enhance_spectrograms(X, mask, model, config)
+        S_hat = S_hat.transpose(1, 2).cpu()  # (B, T, F)
+        for row, i in enumerate(batch):
+            n = len(waves[i])
+            signal = setting.inverse(S_hat[row, : setting.n_frames(n)], n)  # its own frames: exact at the end
+            enhanced[i] = (signal / scale[row]).numpy().astype(np.float32)
+            costs[:, i] = cost[:, row].cpu().numpy()
+        if progress is not None:
+            progress(len(batch))
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    audio_seconds = sum(len(w) for w in waves) / MODEL_RATE
+    return EnhanceResult(enhanced, costs, seconds, cpu_seconds, audio_seconds, config)
+
+
+def log_level(P: torch.Tensor) -> float:
+    """Mean log-power ``mean log(P + LOG_FLOOR)`` of a power spectrogram (the level statistic of the inputs)."""
+    return float(torch.log(P + LOG_FLOOR).mean())
+
+
+def _batch_stft(waves: list[np.ndarray], setting: STFT, reference_log_power: float, device):
+    """Padded complex STFTs (B, F, T), each scaled so its :func:`log_level` is ``reference_log_power``, the
+    mask (B, T) and the amplitude scale of each utterance (B,)."""
+    frames = [setting.n_frames(len(w)) for w in waves]
+    T = max(frames)
+    X = torch.zeros(len(waves), setting.n_bins, T, dtype=torch.complex64)
+    mask = torch.zeros(len(waves), T, dtype=torch.bool)
+    scale = torch.ones(len(waves))
+    for row, wave in enumerate(waves):
+        spec = setting(torch.from_numpy(wave)).T  # (F, T_i)
+        scale[row] = math.exp(0.5 * (reference_log_power - log_level(_power(spec))))
+        X[row, :, : frames[row]] = spec * scale[row]
+        mask[row, : frames[row]] = True
+    return X.to(device), mask.to(device), scale

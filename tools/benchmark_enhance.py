@@ -1,0 +1,298 @@
+#!/usr/bin/env python
+"""Speech-enhancement benchmark: DVAE-VEM against VAE-VEM, NMF-VEM and classical peers, on one CPU core.
+
+Test set (seeded): clips of the held-out speaker (the corpus's ``test`` split: June, fr_CA, never heard by
+the priors), each made of consecutive utterances joined to at least ``--clip-seconds``, mixed with an excerpt
+of a recording drawn from ``--noise`` (default ``../shared/data/audio/noise``: real ambient recordings) at
+each SNR of ``--snrs`` (-5, 0, 5 dB; ``--clips`` clips per SNR). The priors are trained on clean speech only,
+so every noise is unseen. ``--split val`` builds the same kind of set from the validation utterances of the
+training speakers (for tuning; never tune on the test speaker). ``--pairs DIR`` reads DIR/clean/NAME and
+DIR/noisy/NAME instead.
+
+Methods: the noisy input; ``noisereduce`` (stationary and non-stationary spectral gating);
+``pyroomacoustics`` spectral subtraction (its output is delayed by nfft/2 = 256 samples: shifted back before
+scoring); ``logmmse``; NMF-VEM (a speech basis learned on the training split), VAE-VEM (``vae_speech``) and
+DVAE-VEM (``srnn_speech``), all three with the same engine and settings. A peer that is not installed
+(``pip install -e ".[bench]"``) is reported as skipped. Metrics: SI-SDR (dB), PESQ-WB, ESTOI, mean over the
+mixtures and mean improvement over the input; real-time factor = CPU seconds of processing per audio second
+with ``torch.set_num_threads(1)`` (process CPU time: one core, not inflated by other processes sharing the
+machine; the VEMs process the set in batches of ``EnhanceConfig.batch_size``).
+
+Examples:
+    python tools/benchmark_enhance.py --json /tmp/enhance_bench.json
+    python tools/benchmark_enhance.py --split val --methods dvae-vem vae-vem --iterations 60
+    python tools/benchmark_enhance.py --pairs my_pairs/ --methods logmmse dvae-vem
+    python tools/benchmark_enhance.py --ship-nmf             # (re)learn and ship data/priors/nmf_speech.pt
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mixdvae.audio import read_audio
+from mixdvae.audio.corpus import load_split
+from mixdvae.audio.enhance import (
+    NMF_PRIOR_NAME,
+    EnhanceConfig,
+    NMFBasis,
+    enhance,
+    learn_nmf_basis,
+    load_speech_prior,
+)
+from mixdvae.audio.io import AUDIO_SUFFIXES, MODEL_RATE
+from mixdvae.audio.metrics import estoi, pesq_wb, si_sdr
+from mixdvae.audio.mixing import mix_at_snr
+from mixdvae.cli import guarded, parser
+from mixdvae.dvae import PRIORS_DIR
+from mixdvae.errors import DataNotFoundError, UsageError
+from mixdvae.mot import atomic_write_text
+from mixdvae.resources import CHECKOUT_ROOT, shared_data
+
+PEERS = ("noisereduce-stationary", "noisereduce-nonstationary", "pra-specsub", "logmmse")
+VEMS = {"nmf-vem": "nmf", "vae-vem": "vae_speech", "dvae-vem": "srnn_speech"}
+METHODS = ("noisy", *PEERS, *VEMS)
+METRICS = ("si_sdr", "pesq", "estoi")
+GAP_SECONDS = 0.15  # silence between the utterances of a clip
+PRA_DELAY = 256  # samples of delay of pyroomacoustics' spectral subtraction (nfft / 2 with nfft = 512)
+
+
+@dataclass
+class Mixture:
+    name: str
+    clean: np.ndarray  # (N,) float32, 16 kHz
+    noisy: np.ndarray  # (N,)
+    snr: float | None
+    noise: str
+
+
+def parse_args(argv=None):
+    ap = parser(__doc__)
+    ap.add_argument("--corpus", type=Path, default=(CHECKOUT_ROOT or Path.cwd()) / "data" / "speech",
+                    help="speech corpus folder of tools/make_speech_corpus.py (default data/speech)")
+    ap.add_argument("--split", choices=("test", "val"), default="test", help="speech split of the mixtures")
+    ap.add_argument("--noise", type=Path, default=shared_data("audio", "noise"), help="folder of noise recordings")
+    ap.add_argument("--pairs", type=Path, metavar="DIR", help="read DIR/clean/* and DIR/noisy/* instead")
+    ap.add_argument("--snrs", type=float, nargs="+", default=[-5.0, 0.0, 5.0], help="SNRs in dB (default -5 0 5)")
+    ap.add_argument("--clips", type=int, default=8, help="clips per SNR (default 8)")
+    ap.add_argument("--clip-seconds", type=float, default=4.0, help="minimum clip length (default 4 s)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the test set and of the VEMs (default 0)")
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="methods to run")
+    ap.add_argument("--iterations", type=int, help=f"VEM iterations (default {EnhanceConfig.iterations})")
+    ap.add_argument("--encoder-steps", type=int, help=f"Adam steps per E-Z (default {EnhanceConfig.encoder_steps})")
+    ap.add_argument("--lr", type=float, help=f"encoder learning rate (default {EnhanceConfig.lr})")
+    ap.add_argument("--noise-rank", type=int, help=f"NMF noise rank K (default {EnhanceConfig.noise_rank})")
+    ap.add_argument("--tune", choices=("head", "encoder"), help=f"tuned encoder part (default {EnhanceConfig.tune})")
+    ap.add_argument("--dvae-prior", default=VEMS["dvae-vem"], help="prior of DVAE-VEM (name or path)")
+    ap.add_argument("--vae-prior", default=VEMS["vae-vem"], help="prior of VAE-VEM (name or path)")
+    ap.add_argument("--ship-nmf", action="store_true",
+                    help=f"learn the NMF speech basis on the training split and write data/priors/{NMF_PRIOR_NAME}.pt")
+    ap.add_argument("--json", type=Path, metavar="FILE", help="write the table and the per-mixture scores")
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    args = ap.parse_args(argv)
+    if args.clips < 1 or args.clip_seconds <= 0:
+        ap.error("--clips and --clip-seconds must be positive")
+    return args
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the test set
+
+
+def build_mixtures(corpus: Path, split: str, noise_dir: Path, snrs: list[float], clips: int, clip_seconds: float,
+                   seed: int) -> list[Mixture]:
+    """Seeded mixtures: ``clips`` clips per SNR, each of consecutive utterances of ``split`` joined to at least
+    ``clip_seconds``, plus an excerpt of a noise recording drawn from ``noise_dir``."""
+    speech = load_split(corpus, split)
+    noises = sorted(p for p in noise_dir.glob("*") if p.suffix.lower() in AUDIO_SUFFIXES) if noise_dir.is_dir() else []
+    if not noises:
+        raise DataNotFoundError(f"{noise_dir}: no noise recordings (read in place from ../shared/data/audio/noise)")
+    rng = np.random.default_rng(seed)
+    gap = np.zeros(int(GAP_SECONDS * MODEL_RATE), np.float32)
+    count = len(speech.offsets) - 1
+    cache: dict[Path, np.ndarray] = {}
+    mixtures = []
+    for snr in snrs:
+        for index in range(clips):
+            first = int(rng.integers(count))
+            pieces, length, u = [], 0, first
+            while length < clip_seconds * MODEL_RATE:
+                utterance = speech.samples[speech.offsets[u % count] : speech.offsets[u % count + 1]]
+                pieces += [utterance, gap]
+                length += len(utterance) + len(gap)
+                u += 1
+            clean = np.concatenate(pieces[:-1])
+            noise_path = noises[int(rng.integers(len(noises)))]
+            if noise_path not in cache:
+                cache[noise_path] = read_audio(noise_path, quiet=True).samples
+            mix = mix_at_snr(clean, cache[noise_path], snr, rng)
+            mixtures.append(Mixture(f"{split}{index:02d}_{snr:+.0f}dB_{noise_path.stem}", mix.speech, mix.mixture,
+                                    snr, noise_path.stem))
+    return mixtures
+
+
+def read_pairs(root: Path) -> list[Mixture]:
+    """Mixtures from ``root/noisy/NAME`` and ``root/clean/NAME`` (same names, same lengths)."""
+    noisy_dir, clean_dir = root / "noisy", root / "clean"
+    if not noisy_dir.is_dir() or not clean_dir.is_dir():
+        raise DataNotFoundError(f"{root}: expected the folders noisy/ and clean/ with files of the same names")
+    mixtures = []
+    for path in sorted(p for p in noisy_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES):
+        clean_path = clean_dir / path.name
+        if not clean_path.is_file():
+            raise DataNotFoundError(f"{clean_path}: no clean reference for {path}")
+        noisy, clean = read_audio(path).samples, read_audio(clean_path).samples
+        n = min(len(noisy), len(clean))
+        mixtures.append(Mixture(path.stem, clean[:n], noisy[:n], None, "?"))
+    if not mixtures:
+        raise DataNotFoundError(f"{noisy_dir}: no audio files")
+    return mixtures
+
+
+# --------------------------------------------------------------------------------------------------------------
+# methods: each maps a list of noisy waveforms to enhanced waveforms of the same lengths
+
+
+def peer_function(name: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The enhancement function of a peer, or None when its package is not installed."""
+    try:
+        if name.startswith("noisereduce"):
+            import noisereduce
+
+            stationary = name.endswith("-stationary")
+            return lambda x: noisereduce.reduce_noise(y=x, sr=MODEL_RATE, stationary=stationary)
+        if name == "pra-specsub":
+            from pyroomacoustics.denoise.spectral_subtraction import apply_spectral_sub
+
+            def specsub(x):
+                y = apply_spectral_sub(x, nfft=512, db_reduc=25, lookback=12, beta=30, alpha=1)
+                return np.concatenate([y[PRA_DELAY:], np.zeros(PRA_DELAY)])
+
+            return specsub
+        if name == "logmmse":
+            from logmmse import logmmse
+
+            return lambda x: logmmse(x, MODEL_RATE)
+    except ImportError:
+        return None
+    raise UsageError(f"unknown peer {name!r}")
+
+
+def fit_length(y: np.ndarray, n: int) -> np.ndarray:
+    """``y`` cut or zero-padded to ``n`` samples, float32."""
+    y = np.asarray(y, dtype=np.float32).ravel()[:n]
+    return np.pad(y, (0, n - len(y)))
+
+
+def vem_config(args) -> EnhanceConfig:
+    options = {"iterations": args.iterations, "encoder_steps": args.encoder_steps, "lr": args.lr,
+               "noise_rank": args.noise_rank, "tune": args.tune}
+    return EnhanceConfig(seed=args.seed, **{k: v for k, v in options.items() if v is not None})
+
+
+def nmf_basis(args) -> NMFBasis:
+    """The shipped NMF speech basis, or one learned now on the training split (written when ``--ship-nmf``)."""
+    path = PRIORS_DIR / f"{NMF_PRIOR_NAME}.pt"
+    if path.is_file() and not args.ship_nmf:
+        return NMFBasis.load(path)
+    train = load_split(args.corpus, "train")
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(train.offsets) - 1, size=min(200, len(train.offsets) - 1), replace=False)
+    waves = [train.samples[train.offsets[i] : train.offsets[i + 1]] for i in sorted(chosen)]
+    basis = learn_nmf_basis(waves, meta={"corpus": str(args.corpus), "split": "train", "utterances": len(waves)})
+    if args.ship_nmf:
+        basis.save(path)
+        print(f"wrote {path} ({basis.meta['frames']} frames of {len(waves)} training utterances)", file=sys.stderr)
+    return basis
+
+
+def run_method(name: str, mixtures: list[Mixture], args, basis: NMFBasis | None):
+    """Enhanced waveforms and processing CPU seconds (one thread), or None for a peer that is not installed."""
+    noisy = [m.noisy for m in mixtures]
+    if name == "noisy":
+        return noisy, 0.0
+    if name in VEMS:
+        prior_name = {"dvae-vem": args.dvae_prior, "vae-vem": args.vae_prior}.get(name)
+        prior = basis if name == "nmf-vem" else load_speech_prior(prior_name)
+        result = enhance(noisy, prior, vem_config(args))
+        return result.enhanced, result.cpu_seconds
+    function = peer_function(name)
+    if function is None:
+        return None
+    start = time.process_time()
+    out = [fit_length(function(x), len(x)) for x in noisy]
+    return out, time.process_time() - start
+
+
+def scores(estimate: np.ndarray, clean: np.ndarray) -> dict[str, float]:
+    return {"si_sdr": si_sdr(estimate, clean), "pesq": pesq_wb(estimate, clean), "estoi": estoi(estimate, clean)}
+
+
+def format_table(table: dict[str, dict]) -> str:
+    head = (f"{'method':<28}{'SI-SDR':>8}{'gain':>8}{'PESQ-WB':>9}{'gain':>7}{'ESTOI':>7}{'gain':>7}{'RTF':>7}"
+            "   SI-SDR gain per SNR")
+    lines = [head]
+    for name, row in table.items():
+        if row.get("skipped"):
+            lines.append(f"{name:<28}skipped: {row['skipped']}")
+            continue
+        per_snr = "  ".join(f"{snr}: {gain:+.1f}" for snr, gain in row["si_sdr_gain_by_snr"].items())
+        lines.append(f"{name:<28}{row['si_sdr']:>8.2f}{row['si_sdr_gain']:>+8.2f}{row['pesq']:>9.2f}"
+                     f"{row['pesq_gain']:>+7.2f}{row['estoi']:>7.3f}{row['estoi_gain']:>+7.3f}{row['rtf']:>7.3f}"
+                     f"   {per_snr}")
+    return "\n".join(lines)
+
+
+@guarded
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    basis = nmf_basis(args) if args.ship_nmf or "nmf-vem" in args.methods else None
+    if args.pairs:
+        mixtures = read_pairs(args.pairs)
+    else:
+        mixtures = build_mixtures(args.corpus, args.split, args.noise, args.snrs, args.clips, args.clip_seconds,
+                                  args.seed)
+    audio_seconds = sum(len(m.noisy) for m in mixtures) / MODEL_RATE
+    print(f"{len(mixtures)} mixtures, {audio_seconds:.1f} s of audio ({args.pairs or args.split})", file=sys.stderr)
+    baseline = [scores(m.noisy, m.clean) for m in mixtures]
+    table, per_mixture = {}, {}
+    for name in tqdm(args.methods, desc="methods", disable=args.no_progress, file=sys.stderr):
+        out = run_method(name, mixtures, args, basis)
+        if out is None:
+            table[name] = {"skipped": "not installed (pip install -e '.[bench]')"}
+            continue
+        enhanced, seconds = out
+        rows = baseline if name == "noisy" else [scores(y, m.clean) for y, m in zip(enhanced, mixtures, strict=True)]
+        per_mixture[name] = rows
+        row = {k: float(np.nanmean([r[k] for r in rows])) for k in METRICS}
+        row |= {f"{k}_gain": float(np.nanmean([r[k] - b[k] for r, b in zip(rows, baseline, strict=True)]))
+                for k in METRICS}
+        row["rtf"] = seconds / audio_seconds
+        by_snr = {}
+        for snr in sorted({m.snr for m in mixtures if m.snr is not None}):
+            pick = [i for i, m in enumerate(mixtures) if m.snr == snr]
+            by_snr[f"{snr:+.0f} dB"] = float(np.mean([rows[i]["si_sdr"] - baseline[i]["si_sdr"] for i in pick]))
+        row["si_sdr_gain_by_snr"] = by_snr
+        table[name] = row
+    print(format_table(table))
+    if args.json:
+        payload = {"split": None if args.pairs else args.split, "pairs": str(args.pairs) if args.pairs else None,
+                   "snrs": args.snrs, "clips_per_snr": args.clips, "seed": args.seed,
+                   "audio_seconds": audio_seconds, "vem_config": vars(vem_config(args)), "table": table,
+                   "mixtures": [{"name": m.name, "snr": m.snr, "noise": m.noise} for m in mixtures],
+                   "per_mixture": per_mixture}
+        atomic_write_text(args.json, json.dumps(payload, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
