@@ -62,16 +62,16 @@ def white_noise(n: int, seed: int, level: float) -> np.ndarray:
 
 def test_nmf_updates_never_increase_the_is_cost():
     torch.manual_seed(0)
-    B, T, K = 3, 40, 5
+    B, T, K = 3, 24, 4
     P = torch.rand(B, 30, T) ** 3 * 4
     mask = torch.ones(B, T, dtype=torch.bool)
-    mask[1, 25:] = False
-    P[1, :, 25:] = 0
+    mask[1, 15:] = False
+    P[1, :, 15:] = 0
     Vs = torch.rand(2, B, 30, T) + 0.05  # fixed speech variance, two samples
     W, H = nmf.random_init(B, 30, K, T, torch.Generator().manual_seed(0))
     g = torch.ones(B, T)
     previous = nmf.is_cost(P, g.unsqueeze(1) * Vs + W @ H, mask)
-    for _ in range(30):
+    for _ in range(12):
         W = nmf.update_W(P, g.unsqueeze(1) * Vs, W, H, mask)
         after_w = nmf.is_cost(P, g.unsqueeze(1) * Vs + W @ H, mask)
         H = nmf.update_H(P, g.unsqueeze(1) * Vs, W, H, mask)
@@ -100,19 +100,19 @@ def test_learn_basis_decreases_cost():
 
 
 def test_vem_improves_si_sdr_on_a_prior_sample_in_stationary_noise(srnn):
-    clean = speech_like(srnn, 2.0, seed=1)
+    clean = speech_like(srnn, 1.5, seed=1)
     noisy = clean + white_noise(len(clean), 2, float(np.sqrt(np.mean(clean**2))))  # 0 dB, white
-    result = enhance(noisy, srnn, EnhanceConfig(iterations=15))
+    result = enhance(noisy, srnn, EnhanceConfig(iterations=10))
     assert si_sdr(noisy, clean) < 1.0
     assert si_sdr(result.enhanced[0], clean) > si_sdr(noisy, clean) + 3.0
-    assert result.cost.shape == (15, 1)
+    assert result.cost.shape == (10, 1)
     assert result.cost[-1, 0] < result.cost[0, 0]  # the IS cost (monitored) went down
 
 
 def test_batched_equals_one_by_one(srnn):
     waves = [speech_like(srnn, s, seed) + white_noise(int(s * RATE), seed + 9, 0.05)
-             for s, seed in ((1.0, 1), (1.6, 2), (0.7, 3))]
-    config = EnhanceConfig(iterations=4, wiener_samples=2)
+             for s, seed in ((0.8, 1), (1.2, 2), (0.5, 3))]
+    config = EnhanceConfig(iterations=3, wiener_samples=2)
     batched = enhance(waves, srnn, config)
     for i, wave in enumerate(waves):
         alone = enhance(wave, srnn, config)

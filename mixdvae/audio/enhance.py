@@ -21,7 +21,8 @@ M-step: the multiplicative Itakura-Saito updates of W, H (columns of W normalise
 
 Speech-power input of the autoregressive decoders: an SRNN's (or DKF's) deterministic recurrence runs on the
 current estimate of the clean speech power, ``E[|s_ft|^2 | x]`` of the previous iteration (the noisy power at
-the first one), as one fused pass per iteration for the whole batch; the encoder reads the noisy power.
+the first one), as one fused pass per iteration for the whole batch (``speech_input="estimate"``), or on the
+noisy power throughout (``"noisy"``: computed once); the encoder reads the noisy power.
 
 Batching: utterances of different lengths are padded and masked; every random draw and every adapted weight
 belongs to one utterance, so an utterance's result does not depend on the batch it runs in (up to floating
@@ -70,14 +71,16 @@ class EnhanceConfig:
     batch_size: int = 16  # utterances processed together (sorted by length)
     seed: int = 0
     floor: float = 1e-8  # variance floor, relative to the mean noisy power of each utterance
+    m_steps: int = 1  # rounds of the multiplicative updates of W, H and g per iteration
     nmf_speech_updates: int = 1  # NMF-VEM: updates of the speech activations per E-step
     tune: Literal["head", "encoder"] = "head"  # SRNN/DKF: fine-tune the posterior head, or the whole encoder
+    speech_input: Literal["estimate", "noisy"] = "estimate"  # SRNN/DKF decoder's past power: E[|s|^2|x] or |x|^2
 
     BOUNDS: ClassVar[dict] = {
         "iterations": Range(1, 10000), "noise_rank": Range(1, 512), "encoder_steps": Range(0, 100),
         "lr": Range(0, 1, exclusive_low=True), "samples": Range(1, 64), "wiener_samples": Range(1, 256),
         "batch_size": Range(1, 4096), "seed": Range(0), "floor": Range(0, 1e-2, exclusive_low=True),
-        "nmf_speech_updates": Range(1, 100),
+        "nmf_speech_updates": Range(1, 100), "m_steps": Range(1, 100),
     }
 
     def __post_init__(self):
@@ -269,29 +272,29 @@ class DVAESpeech(SpeechModel):
 
     def start(self, P, mask):
         B = P.shape[0]
-        self.P_tf = P.transpose(1, 2)  # (B, T, F)
         self.lengths = mask.sum(1)
         self.weights = {
             f"{prefix}.{name}": p.detach().unsqueeze(0).repeat(B, *([1] * p.dim())).requires_grad_()
             for prefix, module in self._tuned_modules().items() for name, p in module.named_parameters()
         }
         self.optimizer = torch.optim.Adam(list(self.weights.values()), lr=self.config.lr)
+        with torch.no_grad():
+            features = self.model._sequence_inputs(P.transpose(1, 2))[3]  # of the noisy power, (B, T, F)
+            self.noisy = features if self.name == "vae" else self.model.embed_x(features)
+        self.context = {}
         self.set_speech_power(P)
 
     def set_speech_power(self, power):
         """Recompute what does not depend on the tuned weights from the speech-power estimate (B, F, T): the
         decoder's deterministic recurrence and, for ``tune="head"``, the encoder LSTM's output g."""
         m = self.model
+        if self.name == "vae":  # frame-independent: the decoder has no speech-power input
+            return
         with torch.no_grad():
-            if self.name == "vae":
-                self.context = {"features": m._sequence_inputs(self.P_tf)[3]}
-                return
             x_prev, n, feat_prev, _ = m._sequence_inputs(power.transpose(1, 2))
-            _, _, _, feat_noisy = m._sequence_inputs(self.P_tf)
             e_prev = m.embed_x(feat_prev)
-            e_noisy = m.embed_x(feat_noisy)
             h = m.rnn(e_prev)[0] if self.name == "srnn" else None
-            enc_in = _reverse(torch.cat([h, e_noisy], -1) if h is not None else e_noisy, self.lengths)
+            enc_in = _reverse(torch.cat([h, self.noisy], -1) if h is not None else self.noisy, self.lengths)
             self.context = {"x_prev": x_prev, "n": n, "e_prev": e_prev, "h": h, "enc_in": enc_in}
             if self.config.tune == "head":
                 self.context["g"] = _reverse(m.enc_rnn(enc_in)[0], self.lengths)
@@ -304,7 +307,7 @@ class DVAESpeech(SpeechModel):
         w, m, c = self.weights, self.model, self.context
         low, high = m.post_z.low, m.post_z.high
         if self.name == "vae":
-            embedded = _stacked_mlp(w, "embed", m.embed_x)(c["features"])
+            embedded = _stacked_mlp(w, "embed", m.embed_x)(self.noisy)
             mean, raw_var = _stacked_mlp(w, "head", m.post_z.net)(embedded).chunk(2, dim=-1)  # (B, T, Z) each
             var = torch.exp(low + (high - low) * torch.sigmoid(raw_var))
             eps = latent_noise(self.config.seed, key, samples, mean.shape[1], mean.shape[2], mean.device)
@@ -514,15 +517,18 @@ def enhance_spectrograms(X: torch.Tensor, mask: torch.Tensor, model: SpeechModel
     for iteration in range(config.iterations):
         Vb = W @ H
         Vs = model.e_step(P, g, Vb, mask, (iteration,)).clamp(min=floor)  # (S, B, F, T)
-        W, H = nmf.nmf_step(P, g.unsqueeze(1) * Vs, W, H, mask, True, floor)
-        Vb = W @ H
-        if model.uses_gain:
-            g = nmf.update_gain(P, Vs, Vb, g, mask, floor)
-        Vx = (g.unsqueeze(1) * Vs + Vb).clamp(min=floor)
+        for _ in range(config.m_steps):
+            W, H = nmf.nmf_step(P, g.unsqueeze(1) * Vs, W, H, mask, True, floor)
+            Vb = W @ H
+            if model.uses_gain:
+                g = nmf.update_gain(P, Vs, Vb, g, mask, floor)
+        speech = g.unsqueeze(1) * Vs
+        Vx = (speech + Vb).clamp(min=floor)
         cost = nmf.is_cost(P, Vx, mask) / (counts * Vs.shape[0])
         _check_finite(cost, iteration)
         costs.append(cost)
-        model.set_speech_power(_speech_power(P, X, g, Vs, Vb, floor))
+        if config.speech_input == "estimate":
+            model.set_speech_power(_speech_power(P, g, speech, Vb, Vx))
     with torch.no_grad():
         Vs = model.variances(config.wiener_samples, (config.iterations,)).clamp(min=floor)
         gain = g.unsqueeze(1) * Vs
@@ -532,14 +538,11 @@ def enhance_spectrograms(X: torch.Tensor, mask: torch.Tensor, model: SpeechModel
     return S_hat, torch.stack(costs)
 
 
-def _speech_power(P, X, g, Vs, Vb, floor) -> torch.Tensor:
-    """Posterior expectation of the clean speech power ``E[|s_ft|^2 | x]`` (B, F, T), in the prior's units
-    (the unscaled s), averaged over the samples of V_s."""
-    gs = g.unsqueeze(1)
-    Vx = (gs * Vs + Vb).clamp(min=floor)
-    wiener = gs * Vs / Vx
-    power = (wiener**2 * P + wiener * Vb).mean(0)
-    return power / gs
+def _speech_power(P, g, speech, Vb, Vx) -> torch.Tensor:
+    """Posterior expectation of the clean speech power ``E[|s_ft|^2 | x]`` (B, F, T) in the prior's units (the
+    unscaled s), averaged over the samples: ``speech = g V_s`` and ``Vx`` (S, B, F, T), ``Vb`` (B, F, T)."""
+    wiener = speech / Vx
+    return (wiener * (wiener * P + Vb)).mean(0) / g.unsqueeze(1)
 
 
 def _check_finite(values: torch.Tensor, iteration: int) -> None:
