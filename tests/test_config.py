@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import yaml
-from mixdvae.trackers import TRACKERS, GMMTracker, KalmanTracker, MixDVAETracker, VKFTracker, make_tracker
 
 from mixdvae.config import Range, check_params, parameter_specs
 from mixdvae.errors import ConfigError, InputError
+from mixdvae.trackers import TRACKERS, GMMTracker, KalmanTracker, MixDVAETracker, VKFTracker, make_tracker
 from mixdvae.vem import VEMConfig
 from mixdvae.vem.tracking import WindowConfig
 from tests.conftest import make_sequence, walk

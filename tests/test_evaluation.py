@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from mixdvae.trackers import KalmanTracker
 
 from mixdvae.evaluation import COMBINED, evaluate, guess_benchmark, motmetrics_scores
 from mixdvae.mot import Sequence, read_mot_file, write_results
+from mixdvae.trackers import KalmanTracker
 from tests.conftest import MOT15_SEQUENCES, make_sequence, walk
 
 

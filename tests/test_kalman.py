@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from mixdvae.trackers import KalmanTracker, make_tracker
 
 from mixdvae.evaluation import evaluate
 from mixdvae.mot import write_results
+from mixdvae.trackers import KalmanTracker, make_tracker
 from tests.conftest import MOT15_SEQUENCES, REPO, make_sequence, walk
 
 SORT_CONFIG = REPO / "configs" / "sort.yaml"

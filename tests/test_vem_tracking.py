@@ -137,10 +137,9 @@ def test_handover_velocity_is_the_mean_increment_over_the_recent_frames():
 def test_default_mixdvae_tracks_a_real_sequence_online_as_in_batch(mot15_root, tmp_path):
     """configs/mixdvae.yaml with the shipped prior on TUD-Campus (real detections): online results equal the
     batch ones, identities are few, and the scores stay near those measured when the defaults were chosen."""
-    from mixdvae.trackers import MixDVAETracker, make_tracker
-
     from mixdvae.evaluation import evaluate
     from mixdvae.mot import Sequence, write_results
+    from mixdvae.trackers import MixDVAETracker, make_tracker
 
     seq = Sequence.load(mot15_root / "TUD-Campus")
     results = make_tracker("mixdvae").track(seq)

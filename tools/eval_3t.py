@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from mixdvae.trackers import TRACKERS, make_tracker
 
 from mixdvae.cli import guarded
 from mixdvae.cli import parser as make_parser
 from mixdvae.errors import InputError, UsageError
 from mixdvae.mot import atomic_write_text, write_results
 from mixdvae.threet import load_windows, score
+from mixdvae.trackers import TRACKERS, make_tracker
 
 
 def build_tracker(name: str, config=None, num_sources: int = 3, device: str = "cpu", params: dict | None = None):

@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 
 import yaml
-from mixdvae.trackers import TRACKERS, make_tracker
-from mixdvae.trackers.base import load_config
 
 from mixdvae.cli import guarded, parser
 from mixdvae.errors import EXIT_OK, UsageError
 from mixdvae.evaluation import BENCHMARKS, COMBINED, evaluate, format_table, guess_benchmark
 from mixdvae.mot import MOT17_DETECTORS, write_results
 from mixdvae.runner import DEFAULT_DATA_ROOT, load_sequences, track_sequences, write_json
+from mixdvae.trackers import TRACKERS, make_tracker
+from mixdvae.trackers.base import load_config
 
 DEFAULT_TRACKER = "mixdvae"
 

@@ -31,7 +31,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from mixdvae.trackers import TRACKERS, make_tracker
 from tqdm import tqdm
 
 from mixdvae.cli import guarded, parser
@@ -40,6 +39,7 @@ from mixdvae.errors import EXIT_OK, ConfigError
 from mixdvae.evaluation import COMBINED, format_table
 from mixdvae.resources import config_file
 from mixdvae.runner import DEFAULT_DATA_ROOT, MOT15_ROOT, load_sequences, score_results, track_one, write_json
+from mixdvae.trackers import TRACKERS, make_tracker
 
 COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "FP", "FN")
 

@@ -5,22 +5,17 @@ would clash with other PyPI packages of that name). Code that did ``from tracker
 ``from mixdvae.trackers import ...``.
 """
 
+from mixdvae.registry import Registry
 from mixdvae.trackers.base import Tracker
 
-TRACKERS: dict[str, type[Tracker]] = {}
-
-
-def register(cls: type[Tracker]) -> type[Tracker]:
-    """Class decorator adding a tracker to :data:`TRACKERS` under ``cls.name``."""
-    TRACKERS[cls.name] = cls
-    return cls
+TRACKERS = Registry("tracker")  # name -> Tracker subclass
+register = TRACKERS.register
 
 
 def make_tracker(name: str, config=None, **overrides) -> Tracker:
-    """Instantiate the registered tracker ``name`` from a config dict or YAML path."""
-    if name not in TRACKERS:
-        raise KeyError(f"unknown tracker {name!r}; registered: {', '.join(sorted(TRACKERS))}")
-    return TRACKERS[name].from_config(config, **overrides)
+    """Instantiate the registered tracker ``name`` from a config dict, a YAML path or a shipped config's name,
+    then ``overrides``; an unknown name is a ConfigError listing the registered ones."""
+    return TRACKERS.get(name).from_config(config, **overrides)
 
 
 from mixdvae.trackers.kalman import KalmanTracker  # noqa: E402  (registers itself)

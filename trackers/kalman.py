@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 from filterpy.kalman import KalmanFilter
-from mixdvae.trackers import register
-from mixdvae.trackers.base import Tracker, check_detections
 
 from mixdvae.boxes import cxcywh_to_xywh, match_iou, xywh_to_cxcywh
 from mixdvae.config import Range
+from mixdvae.trackers import register
+from mixdvae.trackers.base import Tracker, check_detections
 
 MOTION_MODELS = ("sort", "xywh")
 

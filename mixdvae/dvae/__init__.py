@@ -23,14 +23,14 @@ from pathlib import Path
 from mixdvae.errors import DataNotFoundError
 from mixdvae.resources import shipped_dir
 
-from .base import DVAE, CheckpointError
+from .base import DVAE, MODELS, CheckpointError
 from .dkf import DKF
 from .likelihood import LIKELIHOODS, register_likelihood
 from .srnn import SRNN
 from .vae import VAE
 from .vrnn import VRNN
 
-MODELS: dict[str, type[DVAE]] = {"srnn": SRNN, "vrnn": VRNN, "dkf": DKF, "vae": VAE}
+# MODELS (name -> class) is filled as the model modules above define their DVAE subclasses
 
 PRIORS_DIR = shipped_dir("priors")  # data/priors of the checkout, installed as the package mixdvae.priors
 

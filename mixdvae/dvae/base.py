@@ -55,13 +55,14 @@ import torch
 from torch import nn
 
 from mixdvae.errors import DataNotFoundError, InputError
+from mixdvae.registry import Registry
 
 from .likelihood import make_likelihood
 
 CHECKPOINT_FORMAT = "mixdvae-dvae"
 CHECKPOINT_VERSION = 1
 
-_REGISTRY: dict[str, type["DVAE"]] = {}
+MODELS = Registry("DVAE model", key="model_name")  # model_name -> DVAE subclass, filled by subclassing
 
 BASE_DEFAULTS: dict[str, Any] = {
     "x_dim": 4,
@@ -317,7 +318,7 @@ class DVAE(nn.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.model_name != "base":
-            _REGISTRY[cls.model_name] = cls
+            MODELS.register(cls)
 
     def __init__(self, config: dict | None = None):
         super().__init__()
@@ -538,12 +539,12 @@ class DVAE(nn.Module):
         if not isinstance(config, dict) or not isinstance(state, dict):
             raise CheckpointError(f"{path}: checkpoint lacks its config or its weights")
         name = config.get("model")
-        if name not in _REGISTRY:
-            raise CheckpointError(f"{path}: unknown model {name!r}; known: {sorted(_REGISTRY)}")
+        if name not in MODELS:
+            raise CheckpointError(f"{path}: unknown model {name!r}; known: {sorted(MODELS)}")
         if cls is not DVAE and cls.model_name != name:
             raise CheckpointError(f"{path}: holds a {name!r} model, not {cls.model_name!r}")
         try:
-            model = _REGISTRY[name](config)
+            model = MODELS[name](config)
         except (ValueError, TypeError, KeyError) as err:
             raise CheckpointError(f"{path}: invalid config: {err}") from None
         expected = model.state_dict()

@@ -13,9 +13,10 @@ without touching the models.
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
+
+from mixdvae.registry import Registry
 
 LOG_2PI = math.log(2.0 * math.pi)
 LOG_PI = math.log(math.pi)
@@ -50,19 +51,12 @@ class ItakuraSaitoLikelihood(Likelihood):
         return (LOG_PI + torch.log(var) + x / var).sum(-1)
 
 
-LIKELIHOODS: dict[str, Callable[[], Likelihood]] = {
-    "gaussian": GaussianLikelihood,
-    "itakura_saito": ItakuraSaitoLikelihood,
-}
-
-
-def register_likelihood(name: str, factory: Callable[[], Likelihood]) -> None:
-    """Make ``factory`` available to model configs as ``likelihood: name``."""
-    LIKELIHOODS[name] = factory
+LIKELIHOODS = Registry("likelihood")  # name -> Likelihood subclass; add one with register_likelihood
+register_likelihood = LIKELIHOODS.register
+register_likelihood(GaussianLikelihood)
+register_likelihood(ItakuraSaitoLikelihood)
 
 
 def make_likelihood(name: str) -> Likelihood:
-    try:
-        return LIKELIHOODS[name]()
-    except KeyError:
-        raise ValueError(f"unknown likelihood {name!r}; known: {sorted(LIKELIHOODS)}") from None
+    """The likelihood registered as ``name``; an unknown name is a ConfigError listing the known ones."""
+    return LIKELIHOODS.get(name)()

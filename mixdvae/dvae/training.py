@@ -471,9 +471,7 @@ def _train(config: dict, log, progress: bool, data) -> TrainResult:
     stats = batches.statistics()
     model_cfg = merge_config(config["model"], stats)
     name = model_cfg.get("model", "srnn")
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
-    model = MODELS[name](model_cfg).to(device)
+    model = MODELS.get(name)(model_cfg).to(device)
     log(f"model: {name}, {sum(p.numel() for p in model.parameters())} parameters, inc_std={stats.get('inc_std')}")
 
     cv = batches.fit_cv()
