@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from mixdvae.threet import score, synthetic_window
 from mixdvae.vem import ConstantVelocityPrior, DVAEPrior, PriorContext, StaticPrior, VEMConfig, VEMInput, run_vem
 from mixdvae.vem.assign import assignment_logits, detection_noise, m_step, normalise
-from mixdvae.threet import score, synthetic_window
 
 
 @pytest.fixture(autouse=True)
@@ -325,16 +325,19 @@ def test_dvae_prior_calls_the_model_once_per_step_with_all_sources():
             return super().step(state, x_prev, z)
 
     inp, _ = random_batch(B=5, N=3, T=7, K=3)
-    run_vem(inp, DVAEPrior(Counting()), VEMConfig(max_iter=2, min_iter=2, tol=0))
+    run_vem(inp, DVAEPrior(Counting(), motion_updates=None), VEMConfig(max_iter=2, min_iter=2, tol=0))
     assert set(calls) == {15} and len(calls) == 3 * 7  # 3 passes x 7 steps, 15 = windows x sources
+    calls.clear()
+    run_vem(inp, DVAEPrior(Counting(), motion_updates=0), VEMConfig(max_iter=2, min_iter=2, tol=0))
+    assert len(calls) == 7  # the first pass only: later iterations keep its motion
 
 
 def test_sampled_latents_are_seeded():
     inp, _ = random_batch(B=2, N=3, T=8, K=3)
     cfg = VEMConfig(max_iter=3, min_iter=3)
-    a = run_vem(inp, DVAEPrior(StandInDVAE(), z_mode="sample", seed=7), cfg).mean
-    b = run_vem(inp, DVAEPrior(StandInDVAE(), z_mode="sample", seed=7), cfg).mean
-    c = run_vem(inp, DVAEPrior(StandInDVAE(), z_mode="sample", seed=8), cfg).mean
+    a = run_vem(inp, DVAEPrior(StandInDVAE(), z_mode="sample", seed=7, motion_updates=None), cfg).mean
+    b = run_vem(inp, DVAEPrior(StandInDVAE(), z_mode="sample", seed=7, motion_updates=None), cfg).mean
+    c = run_vem(inp, DVAEPrior(StandInDVAE(), z_mode="sample", seed=8, motion_updates=None), cfg).mean
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -369,8 +372,8 @@ def test_mixdvae_with_the_shipped_prior_tracks_without_id_switch():
 
 @pytest.mark.parametrize("name", ["vkf", "gmm"])
 def test_baseline_trackers_run_and_report_every_source_every_frame(name):
-    from mixdvae.trackers import make_tracker
     import mixdvae.trackers.vem  # noqa: F401
+    from mixdvae.trackers import make_tracker
 
     window = crossing_windows(1, length=30)[0]
     tracker = make_tracker(name, None, num_sources=3)
@@ -406,8 +409,8 @@ def test_update_buffers_frames_and_matches_track_on_the_last_frame():
 
 
 def test_from_config_accepts_base_and_prior_parameters(tmp_path):
-    from mixdvae.trackers import make_tracker
     import mixdvae.trackers.vem  # noqa: F401
+    from mixdvae.trackers import make_tracker
 
     path = tmp_path / "vkf.yaml"
     path.write_text("tracker: vkf\nnum_sources: 3\naccel_std: 0.003\nmax_iter: 5\nr: [0.1, 0.05, 0.15, 0.08]\n")

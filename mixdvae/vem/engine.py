@@ -1,8 +1,12 @@
 """The variational EM loop of MixDVAE (DESIGN.md section 2), batched over windows.
 
 One call processes B windows at once: every tensor has the windows as its first axis, sources and frames
-next, and each step is one vectorised torch expression (the prior's recursion over frames and the loop over
-iterations are the only Python loops). Boxes are ``cx, cy, w, h`` in pixels throughout.
+next. The numeric steps run in one of two backends (:mod:`mixdvae.vem.backends`): vectorised torch
+expressions (any device; the reference), or on the CPU the Numba kernels of :mod:`mixdvae.vem.kernels`, which
+compute the same numbers without torch's per-operation overhead on small windows. Priors describe their E-S
+step as a position-velocity Kalman filter (:class:`~mixdvae.vem.priors.LinearTransition`) where they can; the
+others (the GMM's random walk, a DVAE driven ``"filtered"`` or with ``"drift"``) run their own torch filter.
+Boxes are ``cx, cy, w, h`` in pixels throughout.
 
 Iteration scheme:
 
@@ -10,9 +14,10 @@ Iteration scheme:
    assignment of that frame's detections is computed from the one-step prediction (predictive likelihood),
    the source is updated, and the prior's backward pass smooths the result. This gives q(s) and eta for
    every frame without assuming the targets stay where they started.
-1. Then, until convergence or ``max_iter``: **M** (detection-noise scale r and clutter weight pi_0 of each
-   window), **E-Z** (DVAE latents from the posterior means), **E-S** (prior filter/smoother on the
-   pseudo-observations of eta), **E-W** (eta from q(s)).
+1. Then, until convergence or ``max_iter``: **E-Z** (DVAE latents from the posterior means, and the DVAE's
+   motion along them; a driven prior does it in its first ``motion_updates`` iterations and keeps the last
+   motion after), **M** (detection-noise scale r and clutter weight pi_0 of each window), **E-S** (prior
+   filter/smoother on the pseudo-observations of eta), **E-W** (eta from q(s)). E-Z does not depend on M.
 
 Convergence, per window: the largest change of eta below ``tol`` and the largest change of the posterior
 means below ``tol_mean`` box heights, between two iterations. A converged window is frozen and left out of
@@ -32,7 +37,8 @@ from typing import ClassVar
 import torch
 
 from mixdvae.config import Bound, Range, check_params, parameter_specs
-from mixdvae.vem.assign import assignment_logits, box_size, detection_noise, m_step, normalise, pseudo_observations
+from mixdvae.vem import backends
+from mixdvae.vem.assign import box_size, detection_noise
 from mixdvae.vem.priors import PriorContext, TrajectoryPrior
 
 
@@ -64,7 +70,7 @@ class VEMInput:
         B, T, K, _ = self.obs.shape
         return B, self.init.shape[1], T, K
 
-    def to(self, device=None, dtype=torch.float64) -> "VEMInput":
+    def to(self, device=None, dtype=torch.float64) -> VEMInput:
         return VEMInput(
             self.obs.to(device=device, dtype=dtype),
             self.obs_mask.to(device=device),
@@ -173,8 +179,15 @@ def _init_var(init: torch.Tensor, r: torch.Tensor, factor: float) -> torch.Tenso
 
 
 @torch.no_grad()
-def run_vem(inp: VEMInput, prior: TrajectoryPrior, config: VEMConfig | None = None, device=None) -> VEMResult:
-    """Run the VEM on a batch of windows with the given trajectory prior."""
+def run_vem(
+    inp: VEMInput, prior: TrajectoryPrior, config: VEMConfig | None = None, device=None, backend: str | None = None
+) -> VEMResult:
+    """Run the VEM on a batch of windows with the given trajectory prior.
+
+    ``backend``: ``"numba"`` (the kernels of :mod:`mixdvae.vem.kernels`; CPU, float64), ``"torch"`` (any
+    device; the reference) or None: Numba on the CPU in float64, torch otherwise. Priors without a
+    :meth:`~mixdvae.vem.priors.TrajectoryPrior.linear_transition` run their own (torch) E-S step either way.
+    """
     cfg = config or VEMConfig()
     device = torch.device(device) if device is not None else inp.obs.device
     inp = inp.to(device=device, dtype=cfg.dtype)
@@ -200,35 +213,19 @@ def run_vem(inp: VEMInput, prior: TrajectoryPrior, config: VEMConfig | None = No
     start = torch.where(alive_any, start, torch.zeros_like(start))
     ctx = PriorContext(inp.init, _init_var(inp.init, r0, cfg.init_std), start, T, inp.init_velocity)
     prior.reset()
+    recursive = prior.recursive_transition(ctx)
+    trans = None if recursive is not None else prior.linear_transition(ctx)
+    steps = backends.select(backend, device, dt, linear=recursive is not None or trans is not None)
 
-    log_pi_init = torch.log(pi0)
-
-    # 0. filtering pass: assignment computed online from the one-step predictions
-    phi = detection_noise(obs, r)
-    inv_phi = 1.0 / phi
-    etas = [None] * T
-    lls = torch.zeros(B, dtype=dt, device=device)
-
-    def online(t, pred_m, pred_v):
-        nonlocal lls
-        logits = assignment_logits(
-            obs[:, t : t + 1], phi[:, t : t + 1], pred_m.unsqueeze(2), pred_v.unsqueeze(2),
-            source_mask[:, :, t : t + 1], log_pi_init, log_density, cfg.temperature, predictive=True,
-            var_cap=cfg.var_cap,
-        )
-        eta_t, ll = normalise(logits, obs_mask[:, t : t + 1], cfg.exclusive, cfg.one_detection)
-        etas[t] = eta_t
-        lls = lls + ll
-        w = eta_t[:, 0, :, 1:]  # (B, K, N)
-        lam = torch.einsum("bkn,bkd->bnd", w, inv_phi[:, t])
-        info = torch.einsum("bkn,bkd->bnd", w, obs[:, t] * inv_phi[:, t])
-        return lam, info
-
-    mean, var = prior.estimate(ctx, online, None)
-    eta = torch.cat(etas, dim=1)
+    # 0. filtering pass: assignment computed online from the one-step predictions; a driven prior (the DVAE)
+    # follows the filtered state, and its transitions are kept for the iterations
+    data = (obs, obs_mask, detection_noise(obs, r), source_mask, torch.log(pi0), log_density)
+    if recursive is not None:
+        mean, var, eta, lls, trans = steps.online_recursive(ctx, *recursive, prior, data, cfg)
+    else:
+        mean, var, eta, lls = steps.online(ctx, trans, prior, data, cfg)
     ones = torch.ones_like(lls)
     history = [{"loglik": lls, "delta_eta": ones, "delta_mean": ones}]
-    height = ctx.ref_height.unsqueeze(2)  # (B, N, 1, 1)
 
     # 1. VEM iterations; a window that has converged is frozen (and left out of the computation), so its
     # result does not depend on the other windows of the batch
@@ -241,43 +238,31 @@ def run_vem(inp: VEMInput, prior: TrajectoryPrior, config: VEMConfig | None = No
         if len(idx) == B:
             def take(x):
                 return x
+
+            def put(x, part):
+                return part
         else:
             def take(x, idx=idx):
                 return x.index_select(0, idx)
-        o, om, sm = take(obs), take(obs_mask), take(source_mask)
-        m, v, e = take(mean), take(var), take(eta)
-        r_a, pi_a, hgt = take(r), take(pi0), take(height)
+
+            def put(x, part, idx=idx):
+                return x.index_copy(0, idx, part)
+        m = take(mean)
         sub = PriorContext(take(ctx.init), take(ctx.init_var), take(ctx.start), T, take(ctx.init_velocity))
-        # M-step
-        if cfg.update_r or cfg.update_clutter:
-            r_new, pi_new = m_step(e, o, om, m, v, cfg.r_bounds, cfg.clutter_bounds, take(r0), cfg.r_prior_weight)
-            r_a = r_new if cfg.update_r else r_a
-            pi_a = pi_new if cfg.update_clutter else pi_a
-        phi_a = detection_noise(o, r_a)
-        # E-Z
-        prior.update_latents(sub, m)
-        # E-S
-        lam, info = pseudo_observations(e, o, phi_a)
-
-        def fixed(t, pred_m, pred_v, lam=lam, info=info):
-            return lam[:, :, t], info[:, :, t]
-
-        new_m, new_v = prior.estimate(sub, fixed, (m, v))
-        # E-W
-        logits = assignment_logits(o, phi_a, new_m, new_v, sm, torch.log(pi_a), take(log_density), cfg.temperature)
-        new_e, ll = normalise(logits, om, cfg.exclusive, cfg.one_detection)
-        d_eta = (new_e - e).abs().amax(dim=(1, 2, 3))
-        d_mean = (((new_m - m) / hgt).abs() * sm.unsqueeze(-1)).amax(dim=(1, 2, 3))
+        if trans is None or (prior.driven and (prior.motion_updates is None or it <= prior.motion_updates)):
+            prior.update_latents(sub, m)  # E-Z
+            if trans is not None:
+                trans = trans.put(idx, prior.linear_transition(sub, m))
+        sub_trans = None if trans is None else trans.select(take)
+        r_a, pi_a, new_m, new_v, new_e, ll, d_eta, d_mean = steps.iterate(  # M, E-S, E-W
+            sub, sub_trans, prior, (take(obs), take(obs_mask), take(source_mask), take(log_density)),
+            (m, take(var), take(eta), take(r), take(pi0)), take(r0), cfg,
+        )
         # write back
-        mean, var, eta = mean.index_copy(0, idx, new_m), var.index_copy(0, idx, new_v), eta.index_copy(0, idx, new_e)
-        r, pi0 = r.index_copy(0, idx, r_a), pi0.index_copy(0, idx, pi_a)
-        last_ll = last_ll.index_copy(0, idx, ll)
+        mean, var, eta = put(mean, new_m), put(var, new_v), put(eta, new_e)
+        r, pi0, last_ll = put(r, r_a), put(pi0, pi_a), put(last_ll, ll)
         zeros = torch.zeros_like(last_ll)
-        history.append({
-            "loglik": last_ll.clone(),
-            "delta_eta": zeros.index_copy(0, idx, d_eta),
-            "delta_mean": zeros.index_copy(0, idx, d_mean),
-        })
+        history.append({"loglik": last_ll.clone(), "delta_eta": put(zeros, d_eta), "delta_mean": put(zeros, d_mean)})
         iterations[idx] = it
         if it >= cfg.min_iter:
             done = (d_eta < cfg.tol) & (d_mean < cfg.tol_mean)

@@ -1,0 +1,432 @@
+"""Numba kernels of the VEM's inner loops on the CPU (float64 NumPy arrays in, NumPy arrays out).
+
+They compute exactly what the torch reference computes (:mod:`mixdvae.vem.assign`,
+:func:`mixdvae.vem.priors.velocity_filter_smooth`), as plain loops without per-operation overhead: a VEM
+window has a few sources and frames, where torch spends its time dispatching small operations. The engine uses
+them on the CPU (``run_vem(..., backend="numba")``); torch stays the path for CUDA and the reference, and
+``tests/test_vem_kernels.py`` checks that both agree.
+
+Shapes, as in the engine: ``obs``/``phi`` (B, T, K, 4), ``obs_mask`` (B, T, K), ``mean``/``var`` (B, N, T, 4),
+``source_mask`` (B, N, T), ``eta`` (B, T, K, N + 1) with index 0 = clutter. The linear transition of the
+position-velocity filter (see :class:`mixdvae.vem.priors.LinearTransition`) is five arrays ``f, k, q11, q12, q22``,
+(B, N, T, 4), or (B, N, 1, 4) when it is the same for every frame.
+
+Compiled on first use and cached on disk (``cache=True``), so later processes load them in well under a second.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+# -- E-W -----------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _frame_logits(out, obs, phi, mean, var, alive, log_pi_clutter, log_density, temperature, predictive,
+                  var_cap):
+    """Logits of one frame into ``out`` (K, N + 1): obs/phi (K, 4), mean/var (N, 4), alive (N,) bool.
+
+    ``var_cap < 0`` means no cap (see :func:`mixdvae.vem.assign.assignment_logits`)."""
+    K, N1 = out.shape
+    n_alive = max(alive.sum(), 1)
+    log_pi_src = math.log1p(-math.exp(log_pi_clutter)) - math.log(n_alive)
+    for k in range(K):
+        out[k, 0] = log_pi_clutter + log_density
+        log_det = 0.0
+        if not predictive:
+            for d in range(4):
+                log_det += math.log(phi[k, d])
+        for n in range(N1 - 1):
+            if not alive[n]:
+                out[k, n + 1] = -np.inf
+                continue
+            quad = 0.0
+            if predictive:
+                log_s = 0.0
+                for d in range(4):
+                    v = var[n, d] if var_cap < 0 else min(var[n, d], var_cap * phi[k, d])
+                    s = phi[k, d] + v
+                    quad += (obs[k, d] - mean[n, d]) ** 2 / s
+                    log_s += math.log(s)
+                ll = -0.5 * (quad + log_s + 4 * LOG_2PI)
+            else:
+                for d in range(4):
+                    quad += ((obs[k, d] - mean[n, d]) ** 2 + var[n, d]) / phi[k, d]
+                ll = -0.5 * (quad + log_det + 4 * LOG_2PI)
+            out[k, n + 1] = temperature * ll + log_pi_src
+
+
+@njit(cache=True)
+def _renormalise_rows(eta):
+    for k in range(eta.shape[0]):
+        eta[k] /= eta[k].sum()
+
+
+@njit(cache=True)
+def _frame_normalise(eta, real, exclusive, one_detection):
+    """In place: logits (K, N + 1) of one frame to eta; returns the frame's log-likelihood (real rows' sum of
+    log normalisers).
+
+    The steps of :func:`mixdvae.vem.assign.normalise` in linear space, one ``exp`` per entry: after the first
+    normalisation each row holds its largest entry (>= 1 / (N + 1)), so the rescalings that follow (a
+    source's column divided by its mass where it exceeds one, rows renormalised) never divide by zero."""
+    K, N1 = eta.shape
+    loglik = 0.0
+    for k in range(K):
+        top = eta[k].max()  # finite: the clutter class
+        total = 0.0
+        for n in range(N1):
+            eta[k, n] = math.exp(eta[k, n] - top)
+            total += eta[k, n]
+        eta[k] /= total
+        if real[k]:
+            loglik += top + math.log(total)
+    if one_detection:
+        for n in range(1, N1):
+            best, top = 0, -1.0
+            for k in range(K):
+                if real[k] and eta[k, n] > top:
+                    best, top = k, eta[k, n]
+            for k in range(K):
+                if k != best:
+                    eta[k, n] = 0.0
+        _renormalise_rows(eta)
+    for _ in range(exclusive):
+        for n in range(1, N1):
+            mass = 0.0
+            for k in range(K):
+                if real[k]:
+                    mass += eta[k, n]
+            if mass > 1.0:
+                for k in range(K):
+                    eta[k, n] /= mass
+        _renormalise_rows(eta)
+    for k in range(K):
+        if not real[k]:
+            eta[k] = 0.0
+    return loglik
+
+
+@njit(cache=True)
+def assign(obs, obs_mask, phi, mean, var, source_mask, log_pi_clutter, log_density, temperature, exclusive,
+           one_detection):
+    """E-W on every frame of a batch: eta (B, T, K, N + 1) and the log-likelihood (B,) of the detections.
+
+    ``log_pi_clutter``/``log_density`` (B,). The non-predictive likelihood of
+    :func:`mixdvae.vem.assign.assignment_logits` followed by :func:`mixdvae.vem.assign.normalise`."""
+    B, T, K, _ = obs.shape
+    N = mean.shape[1]
+    eta = np.empty((B, T, K, N + 1))
+    loglik = np.zeros(B)
+    for b in range(B):
+        for t in range(T):
+            _frame_logits(eta[b, t], obs[b, t], phi[b, t], mean[b, :, t], var[b, :, t], source_mask[b, :, t],
+                          log_pi_clutter[b], log_density[b], temperature, False, -1.0)
+            loglik[b] += _frame_normalise(eta[b, t], obs_mask[b, t], exclusive, one_detection)
+    return eta, loglik
+
+
+@njit(cache=True)
+def pseudo_observations(eta, obs, phi):
+    """``lam``, ``info`` (B, N, T, 4): ``sum_k eta_tkn / Phi_tk`` and ``sum_k eta_tkn o_tk / Phi_tk``."""
+    B, T, K, N1 = eta.shape
+    lam = np.zeros((B, N1 - 1, T, 4))
+    info = np.zeros((B, N1 - 1, T, 4))
+    for b in range(B):
+        for t in range(T):
+            for k in range(K):
+                for n in range(N1 - 1):
+                    w = eta[b, t, k, n + 1]
+                    if w == 0.0:
+                        continue
+                    for d in range(4):
+                        lam[b, n, t, d] += w / phi[b, t, k, d]
+                        info[b, n, t, d] += w * (obs[b, t, k, d] / phi[b, t, k, d])
+    return lam, info
+
+
+@njit(cache=True)
+def m_step(eta, obs, obs_mask, mean, var, r_low, r_high, clutter_low, clutter_high, r_prior, prior_weight):
+    """:func:`mixdvae.vem.assign.m_step`: the detection-noise scales r (B, 4) and the clutter weight (B,), with
+    ``r_prior`` (B, 4) the prior's scales (and the fallback of windows without assigned detections)."""
+    B, T, K, N1 = eta.shape
+    r = np.empty((B, 4))
+    clutter_weight = np.empty(B)
+    num = np.empty(4)
+    size = np.empty(4)
+    for b in range(B):
+        num[:] = 0.0
+        mass = clutter = 0.0
+        for t in range(T):
+            for k in range(K):
+                clutter += eta[b, t, k, 0]
+                size[0] = size[2] = max(obs[b, t, k, 2], 1.0)
+                size[1] = size[3] = max(obs[b, t, k, 3], 1.0)
+                for n in range(N1 - 1):
+                    w = eta[b, t, k, n + 1]
+                    mass += w
+                    if w != 0.0:
+                        for d in range(4):
+                            resid = (obs[b, t, k, d] - mean[b, n, t, d]) ** 2 + var[b, n, t, d]
+                            num[d] += w * (resid / size[d] ** 2)
+        den = mass
+        if prior_weight > 0:
+            num += prior_weight * r_prior[b] ** 2
+            den += prior_weight
+        for d in range(4):
+            r2 = num[d] / max(den, 1e-12) if den > 0 else r_prior[b, d] ** 2
+            r[b, d] = min(max(math.sqrt(r2), r_low), r_high)
+        count = obs_mask[b].sum()
+        weight = clutter / max(count, 1) if count > 0 else clutter_low
+        clutter_weight[b] = min(max(weight, clutter_low), clutter_high)
+    return r, clutter_weight
+
+
+# -- E-S: position-velocity Kalman filter and RTS smoother -----------------------------------------------------
+
+
+@njit(cache=True)
+def _predict(state, init, init_vel, init_var, v0, fresh, f, k, q11, q12, q22):
+    """One prediction step of the (p, u, a, b, c) state of one coordinate, in place; ``fresh``: the source
+    starts here (its initial box)."""
+    p, u, a, b, c = state
+    if fresh:
+        state[0], state[1], state[2], state[3], state[4] = init, init_vel, init_var, 0.0, v0
+    else:
+        state[0] = p + f * u + k
+        state[1] = f * u + k
+        state[2] = a + 2 * f * b + f * f * c + q11
+        state[3] = f * b + f * f * c + q12
+        state[4] = f * f * c + q22
+
+
+@njit(cache=True)
+def _correct(state, lam, info, init, init_vel, init_var, v0, before):
+    """The update with an information-form pseudo-observation, in place; ``before``: the source does not
+    exist yet (pinned to its initial box)."""
+    if before:
+        state[0], state[1], state[2], state[3], state[4] = init, init_vel, init_var, 0.0, v0
+        return
+    p, u, a, b, c = state
+    denom = 1.0 + a * lam
+    innov = (info - lam * p) / denom
+    state[0] = p + a * innov
+    state[1] = u + b * innov
+    state[2] = a / denom
+    state[3] = b / denom
+    state[4] = c - b * b * lam / denom
+
+
+@njit(cache=True)
+def _smooth(filt, pred, f, start, out_m, out_v):
+    """RTS backward pass of one coordinate of one source: ``filt``/``pred`` (T, 5) states (p, u, a, b, c), ``f``
+    (T,) or (1,) transition factors; writes the smoothed means and variances (T,)."""
+    T = filt.shape[0]
+    ps, us, as_, bs, cs = filt[T - 1]
+    out_m[T - 1], out_v[T - 1] = ps, max(as_, 1e-12)
+    for t in range(T - 2, -1, -1):
+        pf, uf, af, bf, cf = filt[t]
+        pp, up, ap, bp, cp = pred[t + 1]
+        ft = f[t + 1 if f.shape[0] > 1 else 0]
+        if start < t + 1:
+            det = max(ap * cp - bp * bp, 1e-300)
+            m11, m12, m21, m22 = af + ft * bf, ft * bf, bf + ft * cf, ft * cf
+            g11 = (m11 * cp - m12 * bp) / det
+            g12 = (m12 * ap - m11 * bp) / det
+            g21 = (m21 * cp - m22 * bp) / det
+            g22 = (m22 * ap - m21 * bp) / det
+        else:  # no link into a source's start
+            g11 = g12 = g21 = g22 = 0.0
+        dp, du = ps - pp, us - up
+        da, db, dc = as_ - ap, bs - bp, cs - cp
+        ps, us = pf + g11 * dp + g12 * du, uf + g21 * dp + g22 * du
+        as_, bs, cs = (
+            af + g11 * g11 * da + 2 * g11 * g12 * db + g12 * g12 * dc,
+            bf + g11 * g21 * da + (g11 * g22 + g12 * g21) * db + g12 * g22 * dc,
+            cf + g21 * g21 * da + 2 * g21 * g22 * db + g22 * g22 * dc,
+        )
+        out_m[t], out_v[t] = ps, max(as_, 1e-12)
+
+
+@njit(cache=True)
+def _outputs(filt, pred, f, start, smooth, out_m, out_v):
+    if smooth:
+        _smooth(filt, pred, f, start, out_m, out_v)
+    else:
+        out_m[:] = filt[:, 0]
+        out_v[:] = filt[:, 2]
+
+
+@njit(cache=True)
+def filter_smooth(init, init_vel, init_var, v0, start, f, k, q11, q12, q22, lam, info, smooth):
+    """Kalman filter (and RTS smoother) of every coordinate of every source, with fixed pseudo-observations.
+
+    ``init``, ``init_vel``, ``init_var``, ``v0`` (B, N, 4): initial box, velocity, box variance and velocity
+    variance at the source's ``start`` (B, N); ``f, k, q11, q12, q22`` (B, N, T or 1, 4) the transition into
+    each frame (frame 0's unused); ``lam``, ``info`` (B, N, T, 4) the pseudo-observations. Returns the posterior means
+    and variances (B, N, T, 4), as :func:`mixdvae.vem.priors.velocity_filter_smooth`."""
+    B, N, T, _ = lam.shape
+    mean = np.empty((B, N, T, 4))
+    var = np.empty((B, N, T, 4))
+    filt = np.empty((T, 5))
+    pred = np.empty((T, 5))
+    for b in range(B):
+        for n in range(N):
+            s = start[b, n]
+            for d in range(4):
+                state = np.array([init[b, n, d], init_vel[b, n, d], init_var[b, n, d], 0.0, v0[b, n, d]])
+                for t in range(T):
+                    if t > 0:
+                        i = t if f.shape[2] > 1 else 0
+                        _predict(state, init[b, n, d], init_vel[b, n, d], init_var[b, n, d], v0[b, n, d], s == t,
+                                 f[b, n, i, d], k[b, n, i, d], q11[b, n, i, d], q12[b, n, i, d], q22[b, n, i, d])
+                    pred[t] = state
+                    _correct(state, lam[b, n, t, d], info[b, n, t, d], init[b, n, d], init_vel[b, n, d],
+                             init_var[b, n, d], v0[b, n, d], s > t)
+                    filt[t] = state
+                _outputs(filt, pred, f[b, n, :, d], s, smooth, mean[b, n, :, d], var[b, n, :, d])
+    return mean, var
+
+
+@njit(cache=True)
+def initial_state(init, init_vel, init_var, v0):
+    """The filter state (B, N, 4, 5) ``p, u, a, b, c`` before frame 0: the initial box and velocity."""
+    B, N, _ = init.shape
+    state = np.zeros((B, N, 4, 5))
+    for b in range(B):
+        for n in range(N):
+            for d in range(4):
+                state[b, n, d, 0], state[b, n, d, 1] = init[b, n, d], init_vel[b, n, d]
+                state[b, n, d, 2], state[b, n, d, 4] = init_var[b, n, d], v0[b, n, d]
+    return state
+
+
+@njit(cache=True)
+def online_frame(t, state, pred, filt, eta, init, init_vel, init_var, v0, start, f, k, q11, q12, q22, obs,
+                 obs_mask, phi, source_mask, log_pi_clutter, log_density, temperature, var_cap, exclusive,
+                 one_detection):
+    """Frame t of the filtering pass, in place: predict ``state`` (B, N, 4, 5) with the transition into frame t
+    (``f, k, q11, q12, q22`` (B, N, T or 1, 4)), assign the frame's detections to the predictions (predictive
+    likelihood, ``var_cap < 0`` for none) into ``eta`` (B, T, K, N + 1), correct; the predicted and filtered
+    states go to ``pred``/``filt`` (B, N, 4, T, 5). Returns the frame's log-likelihood (B,)."""
+    B, N = start.shape
+    K = obs.shape[2]
+    i = t if f.shape[2] > 1 else 0
+    loglik = np.zeros(B)
+    pred_m = np.empty((N, 4))
+    pred_v = np.empty((N, 4))
+    for b in range(B):
+        for n in range(N):
+            s = start[b, n]
+            for d in range(4):
+                if t > 0:
+                    _predict(state[b, n, d], init[b, n, d], init_vel[b, n, d], init_var[b, n, d], v0[b, n, d],
+                             s == t, f[b, n, i, d], k[b, n, i, d], q11[b, n, i, d], q12[b, n, i, d], q22[b, n, i, d])
+                pred[b, n, d, t] = state[b, n, d]
+                pred_m[n, d], pred_v[n, d] = state[b, n, d, 0], state[b, n, d, 2]
+        e = eta[b, t]
+        _frame_logits(e, obs[b, t], phi[b, t], pred_m, pred_v, source_mask[b, :, t], log_pi_clutter[b],
+                      log_density[b], temperature, True, var_cap)
+        loglik[b] = _frame_normalise(e, obs_mask[b, t], exclusive, one_detection)
+        for n in range(N):
+            s = start[b, n]
+            for d in range(4):
+                lam = info = 0.0
+                for j in range(K):
+                    lam += e[j, n + 1] / phi[b, t, j, d]
+                    info += e[j, n + 1] * (obs[b, t, j, d] / phi[b, t, j, d])
+                _correct(state[b, n, d], lam, info, init[b, n, d], init_vel[b, n, d], init_var[b, n, d],
+                         v0[b, n, d], s > t)
+                filt[b, n, d, t] = state[b, n, d]
+    return loglik
+
+
+@njit(cache=True)
+def smooth_states(pred, filt, f, start, smooth):
+    """Posterior means and variances (B, N, T, 4) from the filtering pass's states ``pred``/``filt``
+    (B, N, 4, T, 5) and transition factors ``f`` (B, N, T or 1, 4): the RTS smoother, or the filtered moments."""
+    B, N, _, T, _ = pred.shape
+    mean = np.empty((B, N, T, 4))
+    var = np.empty((B, N, T, 4))
+    for b in range(B):
+        for n in range(N):
+            for d in range(4):
+                _outputs(filt[b, n, d], pred[b, n, d], f[b, n, :, d], start[b, n], smooth, mean[b, n, :, d],
+                         var[b, n, :, d])
+    return mean, var
+
+
+@njit(cache=True)
+def online_filter_smooth(init, init_vel, init_var, v0, start, f, k, q11, q12, q22, obs, obs_mask, phi,
+                         source_mask, log_pi_clutter, log_density, temperature, var_cap, exclusive, one_detection,
+                         smooth):
+    """The engine's filtering pass with a transition given in advance: :func:`online_frame` on every frame, then
+    :func:`smooth_states`. Returns mean, var (B, N, T, 4), eta (B, T, K, N + 1) and the log-likelihood (B,)."""
+    B, T, K, _ = obs.shape
+    N = start.shape[1]
+    state = initial_state(init, init_vel, init_var, v0)
+    pred = np.empty((B, N, 4, T, 5))
+    filt = np.empty((B, N, 4, T, 5))
+    eta = np.empty((B, T, K, N + 1))
+    loglik = np.zeros(B)
+    for t in range(T):
+        loglik += online_frame(t, state, pred, filt, eta, init, init_vel, init_var, v0, start, f, k, q11, q12, q22,
+                               obs, obs_mask, phi, source_mask, log_pi_clutter, log_density, temperature, var_cap,
+                               exclusive, one_detection)
+    mean, var = smooth_states(pred, filt, f, start, smooth)
+    return mean, var, eta, loglik
+
+
+@njit(cache=True)
+def _detection_noise(obs, r):
+    """Phi (B, T, K, 4) from the detection sizes and the scales r (B, 4), as
+    :func:`mixdvae.vem.assign.detection_noise`."""
+    B, T, K, _ = obs.shape
+    phi = np.empty((B, T, K, 4))
+    for b in range(B):
+        for t in range(T):
+            for k in range(K):
+                for d in range(4):
+                    phi[b, t, k, d] = (r[b, d] * max(obs[b, t, k, 2 + d % 2], 1.0)) ** 2
+    return phi
+
+
+@njit(cache=True)
+def iterate(obs, obs_mask, source_mask, log_density, r, clutter_weight, r_prior, init, init_vel, init_var, v0,
+            start, f, k, q11, q12, q22, mean, var, eta, update_r, update_clutter, r_low, r_high, clutter_low,
+            clutter_high, prior_weight, temperature, exclusive, one_detection, smooth):
+    """One VEM iteration of the engine: M-step, E-S (Kalman filter and smoother on the pseudo-observations of
+    ``eta``) and E-W, on windows whose latents are up to date (E-Z, done by the caller: the transition).
+
+    Returns r (B, 4), the clutter weight (B,), mean, var (B, N, T, 4), eta (B, T, K, N + 1), the log-likelihood
+    (B,) and the largest change of eta and of the means (in reference heights, alive frames) per window (B,)."""
+    if update_r or update_clutter:
+        r_new, clutter_new = m_step(eta, obs, obs_mask, mean, var, r_low, r_high, clutter_low, clutter_high,
+                                    r_prior, prior_weight)
+        if update_r:
+            r = r_new
+        if update_clutter:
+            clutter_weight = clutter_new
+    phi = _detection_noise(obs, r)
+    lam, info = pseudo_observations(eta, obs, phi)
+    new_mean, new_var = filter_smooth(init, init_vel, init_var, v0, start, f, k, q11, q12, q22, lam, info, smooth)
+    new_eta, loglik = assign(obs, obs_mask, phi, new_mean, new_var, source_mask, np.log(clutter_weight),
+                             log_density, temperature, exclusive, one_detection)
+    B, N, T, _ = mean.shape
+    delta_eta = np.zeros(B)
+    delta_mean = np.zeros(B)
+    for b in range(B):
+        delta_eta[b] = np.abs(new_eta[b] - eta[b]).max()
+        for n in range(N):
+            height = max(init[b, n, 3], 1.0)
+            for t in range(T):
+                if source_mask[b, n, t]:
+                    for d in range(4):
+                        delta_mean[b] = max(delta_mean[b], abs(new_mean[b, n, t, d] - mean[b, n, t, d]) / height)
+    return r, clutter_weight, new_mean, new_var, new_eta, loglik, delta_eta, delta_mean
