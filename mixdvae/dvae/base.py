@@ -108,7 +108,8 @@ def randn_like(t: torch.Tensor, generator: torch.Generator | None = None) -> tor
 def lstm_cell(lstm: nn.LSTM, inputs: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
     """One step of the single-layer ``nn.LSTM`` ``lstm`` (same weights and gate order as the fused pass over a
     sequence), cheaper than calling the module on a length-1 sequence."""
-    gates = nn.functional.linear(inputs, lstm.weight_ih_l0, lstm.bias_ih_l0) + nn.functional.linear(h, lstm.weight_hh_l0, lstm.bias_hh_l0)
+    gates = (nn.functional.linear(inputs, lstm.weight_ih_l0, lstm.bias_ih_l0)
+             + nn.functional.linear(h, lstm.weight_hh_l0, lstm.bias_hh_l0))
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
@@ -374,10 +375,13 @@ class DVAE(nn.Module):
         feat_cur = self.io.features(x, hist_cur, n + 1)
         return x_prev, n, feat_prev, feat_cur
 
-    def _run(self, x: torch.Tensor, z: torch.Tensor | None, use_posterior: bool, sample: bool, generator=None, lengths=None):
-        """Teacher-forced pass (``lengths`` (B,): valid prefix of each sequence, for backward encoders). Latents: ``z`` if given, else samples/means of q(z | x) when ``use_posterior``,
-        else the prior means. Returns a dict with ``mean``, ``var`` (B, T, x_dim), ``z``, the prior
-        ``p_mean``/``p_var`` of each z_t, and ``q_mean``/``q_var`` when the posterior was used."""
+    def _run(self, x: torch.Tensor, z: torch.Tensor | None, use_posterior: bool, sample: bool, generator=None,
+             lengths=None):
+        """Teacher-forced pass (``lengths`` (B,): valid prefix of each sequence, for backward encoders).
+
+        Latents: ``z`` if given, else samples/means of q(z | x) when ``use_posterior``, else the prior means.
+        Returns a dict with ``mean``, ``var`` (B, T, x_dim), ``z``, the prior ``p_mean``/``p_var`` of each z_t,
+        and ``q_mean``/``q_var`` when the posterior was used."""
         raise NotImplementedError
 
     def predict_sequence(self, x: torch.Tensor, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -403,8 +407,9 @@ class DVAE(nn.Module):
         """Negative ELBO with teacher forcing and one reparameterised sample of q(z | x).
 
         ``mask`` (B, T) flags the valid steps, a prefix of each sequence (padding at the end is never seen by the
-        backward encoders). Returns a dict: ``loss`` = recon + beta * kl, ``recon`` and ``kl`` (scalars, nats per scored valid step,
-        summed over dimensions), and the per-step ``recon_t``, ``kl_t`` (B, T), ``mean``, ``var``, ``z``.
+        backward encoders). Returns a dict: ``loss`` = recon + beta * kl, ``recon`` and ``kl`` (scalars, nats per
+        scored valid step, summed over dimensions), and the per-step ``recon_t``, ``kl_t`` (B, T), ``mean``,
+        ``var``, ``z``.
         """
         out = self._run(x, z=None, use_posterior=True, sample=True, generator=generator, lengths=_lengths(mask))
         weights = self._weights(x, mask)
@@ -514,7 +519,7 @@ class DVAE(nn.Module):
             raise
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location="cpu") -> "DVAE":
+    def load(cls, path: str | os.PathLike, map_location="cpu") -> DVAE:
         """Load a checkpoint written by :meth:`save` (``weights_only=True``), dispatching on its config's model.
 
         Raises:
@@ -551,7 +556,8 @@ class DVAE(nn.Module):
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         if missing or unexpected:
-            raise CheckpointError(f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+            raise CheckpointError(
+                f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})")
         for key, value in state.items():
             if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape:
                 shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
