@@ -23,18 +23,26 @@ from numba import njit
 
 LOG_2PI = math.log(2.0 * math.pi)
 
+# Cached on disk. Compile time matters (CI compiles once per clean checkout): the kernels use scalar loops, not
+# array expressions, which numba expands into much more code; NumPy's error model (a division by zero gives
+# inf or nan, as in torch) drops the zero checks.
+kernel = njit(cache=True, error_model="numpy")
+
 
 # -- E-W -----------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@kernel
 def _frame_logits(out, obs, phi, mean, var, alive, log_pi_clutter, log_density, temperature, predictive,
                   var_cap):
     """Logits of one frame into ``out`` (K, N + 1): obs/phi (K, 4), mean/var (N, 4), alive (N,) bool.
 
     ``var_cap < 0`` means no cap (see :func:`mixdvae.vem.assign.assignment_logits`)."""
     K, N1 = out.shape
-    n_alive = max(alive.sum(), 1)
+    n_alive = 0
+    for n in range(N1 - 1):
+        n_alive += alive[n]
+    n_alive = max(n_alive, 1)
     log_pi_src = math.log1p(-math.exp(log_pi_clutter)) - math.log(n_alive)
     for k in range(K):
         out[k, 0] = log_pi_clutter + log_density
@@ -62,13 +70,18 @@ def _frame_logits(out, obs, phi, mean, var, alive, log_pi_clutter, log_density, 
             out[k, n + 1] = temperature * ll + log_pi_src
 
 
-@njit(cache=True)
+@kernel
 def _renormalise_rows(eta):
-    for k in range(eta.shape[0]):
-        eta[k] /= eta[k].sum()
+    K, N1 = eta.shape
+    for k in range(K):
+        total = 0.0
+        for n in range(N1):
+            total += eta[k, n]
+        for n in range(N1):
+            eta[k, n] /= total
 
 
-@njit(cache=True)
+@kernel
 def _frame_normalise(eta, real, exclusive, one_detection):
     """In place: logits (K, N + 1) of one frame to eta; returns the frame's log-likelihood (real rows' sum of
     log normalisers).
@@ -79,12 +92,15 @@ def _frame_normalise(eta, real, exclusive, one_detection):
     K, N1 = eta.shape
     loglik = 0.0
     for k in range(K):
-        top = eta[k].max()  # finite: the clutter class
+        top = eta[k, 0]  # finite: the clutter class
+        for n in range(1, N1):
+            top = max(top, eta[k, n])
         total = 0.0
         for n in range(N1):
             eta[k, n] = math.exp(eta[k, n] - top)
             total += eta[k, n]
-        eta[k] /= total
+        for n in range(N1):
+            eta[k, n] /= total
         if real[k]:
             loglik += top + math.log(total)
     if one_detection:
@@ -109,11 +125,12 @@ def _frame_normalise(eta, real, exclusive, one_detection):
         _renormalise_rows(eta)
     for k in range(K):
         if not real[k]:
-            eta[k] = 0.0
+            for n in range(N1):
+                eta[k, n] = 0.0
     return loglik
 
 
-@njit(cache=True)
+@kernel
 def assign(obs, obs_mask, phi, mean, var, source_mask, log_pi_clutter, log_density, temperature, exclusive,
            one_detection):
     """E-W on every frame of a batch: eta (B, T, K, N + 1) and the log-likelihood (B,) of the detections.
@@ -132,7 +149,7 @@ def assign(obs, obs_mask, phi, mean, var, source_mask, log_pi_clutter, log_densi
     return eta, loglik
 
 
-@njit(cache=True)
+@kernel
 def pseudo_observations(eta, obs, phi):
     """``lam``, ``info`` (B, N, T, 4): ``sum_k eta_tkn / Phi_tk`` and ``sum_k eta_tkn o_tk / Phi_tk``."""
     B, T, K, N1 = eta.shape
@@ -151,7 +168,7 @@ def pseudo_observations(eta, obs, phi):
     return lam, info
 
 
-@njit(cache=True)
+@kernel
 def m_step(eta, obs, obs_mask, mean, var, r_low, r_high, clutter_low, clutter_high, r_prior, prior_weight):
     """:func:`mixdvae.vem.assign.m_step`: the detection-noise scales r (B, 4) and the clutter weight (B,), with
     ``r_prior`` (B, 4) the prior's scales (and the fallback of windows without assigned detections)."""
@@ -161,7 +178,8 @@ def m_step(eta, obs, obs_mask, mean, var, r_low, r_high, clutter_low, clutter_hi
     num = np.empty(4)
     size = np.empty(4)
     for b in range(B):
-        num[:] = 0.0
+        for d in range(4):
+            num[d] = 0.0
         mass = clutter = 0.0
         for t in range(T):
             for k in range(K):
@@ -175,14 +193,16 @@ def m_step(eta, obs, obs_mask, mean, var, r_low, r_high, clutter_low, clutter_hi
                         for d in range(4):
                             resid = (obs[b, t, k, d] - mean[b, n, t, d]) ** 2 + var[b, n, t, d]
                             num[d] += w * (resid / size[d] ** 2)
-        den = mass
-        if prior_weight > 0:
-            num += prior_weight * r_prior[b] ** 2
-            den += prior_weight
+        den = mass + prior_weight if prior_weight > 0 else mass
         for d in range(4):
+            if prior_weight > 0:
+                num[d] += prior_weight * r_prior[b, d] ** 2
             r2 = num[d] / max(den, 1e-12) if den > 0 else r_prior[b, d] ** 2
             r[b, d] = min(max(math.sqrt(r2), r_low), r_high)
-        count = obs_mask[b].sum()
+        count = 0
+        for t in range(T):
+            for k in range(K):
+                count += obs_mask[b, t, k]
         weight = clutter / max(count, 1) if count > 0 else clutter_low
         clutter_weight[b] = min(max(weight, clutter_low), clutter_high)
     return r, clutter_weight
@@ -191,11 +211,18 @@ def m_step(eta, obs, obs_mask, mean, var, r_low, r_high, clutter_low, clutter_hi
 # -- E-S: position-velocity Kalman filter and RTS smoother -----------------------------------------------------
 
 
-@njit(cache=True)
+@kernel
+def _copy(source, target):
+    """``target[:] = source`` for a filter state (5,)."""
+    for i in range(5):
+        target[i] = source[i]
+
+
+@kernel
 def _predict(state, init, init_vel, init_var, v0, fresh, f, k, q11, q12, q22):
     """One prediction step of the (p, u, a, b, c) state of one coordinate, in place; ``fresh``: the source
     starts here (its initial box)."""
-    p, u, a, b, c = state
+    p, u, a, b, c = state[0], state[1], state[2], state[3], state[4]
     if fresh:
         state[0], state[1], state[2], state[3], state[4] = init, init_vel, init_var, 0.0, v0
     else:
@@ -206,14 +233,14 @@ def _predict(state, init, init_vel, init_var, v0, fresh, f, k, q11, q12, q22):
         state[4] = f * f * c + q22
 
 
-@njit(cache=True)
+@kernel
 def _correct(state, lam, info, init, init_vel, init_var, v0, before):
     """The update with an information-form pseudo-observation, in place; ``before``: the source does not
     exist yet (pinned to its initial box)."""
     if before:
         state[0], state[1], state[2], state[3], state[4] = init, init_vel, init_var, 0.0, v0
         return
-    p, u, a, b, c = state
+    p, u, a, b, c = state[0], state[1], state[2], state[3], state[4]
     denom = 1.0 + a * lam
     innov = (info - lam * p) / denom
     state[0] = p + a * innov
@@ -223,16 +250,16 @@ def _correct(state, lam, info, init, init_vel, init_var, v0, before):
     state[4] = c - b * b * lam / denom
 
 
-@njit(cache=True)
+@kernel
 def _smooth(filt, pred, f, start, out_m, out_v):
     """RTS backward pass of one coordinate of one source: ``filt``/``pred`` (T, 5) states (p, u, a, b, c), ``f``
     (T,) or (1,) transition factors; writes the smoothed means and variances (T,)."""
     T = filt.shape[0]
-    ps, us, as_, bs, cs = filt[T - 1]
+    ps, us, as_, bs, cs = filt[T - 1, 0], filt[T - 1, 1], filt[T - 1, 2], filt[T - 1, 3], filt[T - 1, 4]
     out_m[T - 1], out_v[T - 1] = ps, max(as_, 1e-12)
     for t in range(T - 2, -1, -1):
-        pf, uf, af, bf, cf = filt[t]
-        pp, up, ap, bp, cp = pred[t + 1]
+        pf, uf, af, bf, cf = filt[t, 0], filt[t, 1], filt[t, 2], filt[t, 3], filt[t, 4]
+        pp, up, ap, bp, cp = pred[t + 1, 0], pred[t + 1, 1], pred[t + 1, 2], pred[t + 1, 3], pred[t + 1, 4]
         ft = f[t + 1 if f.shape[0] > 1 else 0]
         if start < t + 1:
             det = max(ap * cp - bp * bp, 1e-300)
@@ -254,16 +281,16 @@ def _smooth(filt, pred, f, start, out_m, out_v):
         out_m[t], out_v[t] = ps, max(as_, 1e-12)
 
 
-@njit(cache=True)
+@kernel
 def _outputs(filt, pred, f, start, smooth, out_m, out_v):
     if smooth:
         _smooth(filt, pred, f, start, out_m, out_v)
     else:
-        out_m[:] = filt[:, 0]
-        out_v[:] = filt[:, 2]
+        for t in range(filt.shape[0]):
+            out_m[t], out_v[t] = filt[t, 0], filt[t, 2]
 
 
-@njit(cache=True)
+@kernel
 def filter_smooth(init, init_vel, init_var, v0, start, f, k, q11, q12, q22, lam, info, smooth):
     """Kalman filter (and RTS smoother) of every coordinate of every source, with fixed pseudo-observations.
 
@@ -276,25 +303,27 @@ def filter_smooth(init, init_vel, init_var, v0, start, f, k, q11, q12, q22, lam,
     var = np.empty((B, N, T, 4))
     filt = np.empty((T, 5))
     pred = np.empty((T, 5))
+    state = np.empty(5)
     for b in range(B):
         for n in range(N):
             s = start[b, n]
             for d in range(4):
-                state = np.array([init[b, n, d], init_vel[b, n, d], init_var[b, n, d], 0.0, v0[b, n, d]])
+                state[0], state[1], state[2], state[3], state[4] = (
+                    init[b, n, d], init_vel[b, n, d], init_var[b, n, d], 0.0, v0[b, n, d])
                 for t in range(T):
                     if t > 0:
                         i = t if f.shape[2] > 1 else 0
                         _predict(state, init[b, n, d], init_vel[b, n, d], init_var[b, n, d], v0[b, n, d], s == t,
                                  f[b, n, i, d], k[b, n, i, d], q11[b, n, i, d], q12[b, n, i, d], q22[b, n, i, d])
-                    pred[t] = state
+                    _copy(state, pred[t])
                     _correct(state, lam[b, n, t, d], info[b, n, t, d], init[b, n, d], init_vel[b, n, d],
                              init_var[b, n, d], v0[b, n, d], s > t)
-                    filt[t] = state
+                    _copy(state, filt[t])
                 _outputs(filt, pred, f[b, n, :, d], s, smooth, mean[b, n, :, d], var[b, n, :, d])
     return mean, var
 
 
-@njit(cache=True)
+@kernel
 def initial_state(init, init_vel, init_var, v0):
     """The filter state (B, N, 4, 5) ``p, u, a, b, c`` before frame 0: the initial box and velocity."""
     B, N, _ = init.shape
@@ -307,7 +336,7 @@ def initial_state(init, init_vel, init_var, v0):
     return state
 
 
-@njit(cache=True)
+@kernel
 def online_frame(t, state, pred, filt, eta, init, init_vel, init_var, v0, start, f, k, q11, q12, q22, obs,
                  obs_mask, phi, source_mask, log_pi_clutter, log_density, temperature, var_cap, exclusive,
                  one_detection):
@@ -328,7 +357,7 @@ def online_frame(t, state, pred, filt, eta, init, init_vel, init_var, v0, start,
                 if t > 0:
                     _predict(state[b, n, d], init[b, n, d], init_vel[b, n, d], init_var[b, n, d], v0[b, n, d],
                              s == t, f[b, n, i, d], k[b, n, i, d], q11[b, n, i, d], q12[b, n, i, d], q22[b, n, i, d])
-                pred[b, n, d, t] = state[b, n, d]
+                _copy(state[b, n, d], pred[b, n, d, t])
                 pred_m[n, d], pred_v[n, d] = state[b, n, d, 0], state[b, n, d, 2]
         e = eta[b, t]
         _frame_logits(e, obs[b, t], phi[b, t], pred_m, pred_v, source_mask[b, :, t], log_pi_clutter[b],
@@ -343,11 +372,11 @@ def online_frame(t, state, pred, filt, eta, init, init_vel, init_var, v0, start,
                     info += e[j, n + 1] * (obs[b, t, j, d] / phi[b, t, j, d])
                 _correct(state[b, n, d], lam, info, init[b, n, d], init_vel[b, n, d], init_var[b, n, d],
                          v0[b, n, d], s > t)
-                filt[b, n, d, t] = state[b, n, d]
+                _copy(state[b, n, d], filt[b, n, d, t])
     return loglik
 
 
-@njit(cache=True)
+@kernel
 def smooth_states(pred, filt, f, start, smooth):
     """Posterior means and variances (B, N, T, 4) from the filtering pass's states ``pred``/``filt``
     (B, N, 4, T, 5) and transition factors ``f`` (B, N, T or 1, 4): the RTS smoother, or the filtered moments."""
@@ -362,7 +391,7 @@ def smooth_states(pred, filt, f, start, smooth):
     return mean, var
 
 
-@njit(cache=True)
+@kernel
 def online_filter_smooth(init, init_vel, init_var, v0, start, f, k, q11, q12, q22, obs, obs_mask, phi,
                          source_mask, log_pi_clutter, log_density, temperature, var_cap, exclusive, one_detection,
                          smooth):
@@ -383,7 +412,7 @@ def online_filter_smooth(init, init_vel, init_var, v0, start, f, k, q11, q12, q2
     return mean, var, eta, loglik
 
 
-@njit(cache=True)
+@kernel
 def _detection_noise(obs, r):
     """Phi (B, T, K, 4) from the detection sizes and the scales r (B, 4), as
     :func:`mixdvae.vem.assign.detection_noise`."""
@@ -397,7 +426,7 @@ def _detection_noise(obs, r):
     return phi
 
 
-@njit(cache=True)
+@kernel
 def iterate(obs, obs_mask, source_mask, log_density, r, clutter_weight, r_prior, init, init_vel, init_var, v0,
             start, f, k, q11, q12, q22, mean, var, eta, update_r, update_clutter, r_low, r_high, clutter_low,
             clutter_high, prior_weight, temperature, exclusive, one_detection, smooth):
@@ -416,13 +445,19 @@ def iterate(obs, obs_mask, source_mask, log_density, r, clutter_weight, r_prior,
     phi = _detection_noise(obs, r)
     lam, info = pseudo_observations(eta, obs, phi)
     new_mean, new_var = filter_smooth(init, init_vel, init_var, v0, start, f, k, q11, q12, q22, lam, info, smooth)
-    new_eta, loglik = assign(obs, obs_mask, phi, new_mean, new_var, source_mask, np.log(clutter_weight),
+    log_clutter = np.empty(len(clutter_weight))
+    for b in range(len(clutter_weight)):
+        log_clutter[b] = math.log(clutter_weight[b])
+    new_eta, loglik = assign(obs, obs_mask, phi, new_mean, new_var, source_mask, log_clutter,
                              log_density, temperature, exclusive, one_detection)
     B, N, T, _ = mean.shape
     delta_eta = np.zeros(B)
     delta_mean = np.zeros(B)
     for b in range(B):
-        delta_eta[b] = np.abs(new_eta[b] - eta[b]).max()
+        for t in range(T):
+            for k in range(eta.shape[2]):
+                for j in range(N + 1):
+                    delta_eta[b] = max(delta_eta[b], abs(new_eta[b, t, k, j] - eta[b, t, k, j]))
         for n in range(N):
             height = max(init[b, n, 3], 1.0)
             for t in range(T):
