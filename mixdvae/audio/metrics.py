@@ -67,13 +67,22 @@ class SeparationScores:
     permutation: np.ndarray
 
 
-def bss_eval(estimates, references, filter_length: int = 512) -> SeparationScores:
-    """SDR / SIR / SAR of ``estimates`` (n_sources, N) against ``references`` (n_sources, N), best permutation."""
+def bss_eval(estimates, references, filter_length: int = 512, permute: bool = True) -> SeparationScores:
+    """SDR / SIR / SAR of ``estimates`` (n_sources, N) against ``references`` (n_sources, N), best permutation
+    (``permute=False``: estimate i is scored against reference i, for estimates whose order is known)."""
     import fast_bss_eval
 
     estimates, references = _pair(estimates, references)
     if estimates.ndim != 2:
         raise UsageError(f"bss_eval takes (n_sources, N) arrays, got shape {estimates.shape}")
+    if not permute:  # fast_bss_eval's numpy backend fails without the permutation search; its torch one works
+        import torch
+
+        scores = fast_bss_eval.bss_eval_sources(torch.from_numpy(np.ascontiguousarray(references)),
+                                                torch.from_numpy(np.ascontiguousarray(estimates)),
+                                                filter_length=filter_length, compute_permutation=False)
+        sdr, sir, sar = (s.numpy() for s in scores)
+        return SeparationScores(sdr, sir, sar, np.arange(len(estimates)))
     sdr, sir, sar, perm = fast_bss_eval.bss_eval_sources(references, estimates, filter_length=filter_length)
     return SeparationScores(np.asarray(sdr), np.asarray(sir), np.asarray(sar), np.asarray(perm))
 

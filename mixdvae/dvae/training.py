@@ -3,7 +3,7 @@ windows and speech priors on power spectrograms.
 
 One training config (YAML, see ``configs/prior_srnn.yaml`` and ``configs/prior_speech_srnn.yaml``) holds the
 model config, the data recipe and the optimisation schedule. A config with a ``data: audio:`` section trains on
-power spectra of a speech corpus (:func:`build_spectrogram_data`), any other on box windows
+power spectra of a speech corpus or of a folder of recordings (:func:`build_spectrogram_data`), any other on box windows
 (:func:`build_data`). The objective, per batch of windows x (model coordinates, padded steps masked)::
 
     loss = -ELBO(x; beta)  +  pred_weight * NLL_ss(x; p_own)
@@ -38,14 +38,19 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from mixdvae.errors import DataNotFoundError
+from mixdvae.resources import CHECKOUT_ROOT
+
 from ..audio.corpus import load_split
+from ..audio.io import AUDIO_SUFFIXES, MODEL_RATE, read_audio
 from ..audio.stft import STFT, power_spectrogram
 from ..data import (
     BoxWindows,
@@ -57,12 +62,9 @@ from ..data import (
     walker_trajectories,
     windows_from_tracks,
 )
-from mixdvae.resources import CHECKOUT_ROOT
-
 from . import MODELS
 from .base import LogPowerIO
 from .cv import CVParams, fit_cv
-
 
 # Version of the training recipe beyond the config (data generators, objective, model code): bump it whenever a
 # change alters what a config trains, so that cached models (tools/eval_prior.py's fold models) are retrained.
@@ -257,8 +259,9 @@ def data_statistics(windows: list[BoxWindows]) -> dict:
 
 @dataclass
 class SpectrogramData:
-    """Power spectra (model input) of a speech corpus: ``train`` (T, F), the training utterances' frames
-    concatenated, and ``val`` (S, segment, F), non-overlapping validation segments."""
+    """Power spectra (model input) of a speech corpus or an audio folder: ``train`` (T, F), the training
+    utterances' (files') frames concatenated, and ``val`` (S, segment, F), non-overlapping validation segments;
+    ``speakers``: the corpus's training speakers, or the folder's training file names."""
 
     train: torch.Tensor
     val: torch.Tensor
@@ -277,25 +280,58 @@ class SpectrogramData:
 
 
 def build_spectrogram_data(config: dict, log: Callable[[str], None] = print) -> SpectrogramData:
-    """Power spectrograms of the train and val splits of the corpus in ``config["data"]["audio"]``."""
+    """Power spectrograms of the training and validation material in ``config["data"]["audio"]``: the train and
+    val splits of a speech ``corpus``, or, when ``folder`` is set, the audio files of that folder matching the
+    ``train`` and ``val`` glob patterns (any source class from a folder of clean recordings)."""
     audio = config["data"]["audio"]
-    corpus = resolve_path(audio["corpus"])
     setting = STFT(int(audio["n_fft"]), int(audio["hop"]), str(audio["window"]))
     segment = int(audio["segment"])
-    train_split = load_split(corpus, "train")
-    train = split_power_frames(train_split, setting)
-    val_frames = split_power_frames(load_split(corpus, "val"), setting)
+    if audio.get("folder"):
+        source = str(audio["folder"])
+        train_files = folder_files(resolve_path(source), audio.get("train"))
+        val_files = folder_files(resolve_path(source), audio.get("val"))
+        overlap = sorted({f.name for f in train_files} & {f.name for f in val_files})
+        if overlap:
+            raise ValueError(f"data.audio: files both in train and val: {overlap}")
+        train = power_frames([read_audio(f, MODEL_RATE).samples for f in train_files], setting)
+        val_frames = power_frames([read_audio(f, MODEL_RATE).samples for f in val_files], setting)
+        names = [f.name for f in train_files]
+    else:
+        source = str(audio["corpus"])
+        train_split = load_split(resolve_path(source), "train")
+        train = split_power_frames(train_split, setting)
+        val_frames = split_power_frames(load_split(resolve_path(source), "val"), setting)
+        names = list(train_split.speaker_names)
     n_val = val_frames.shape[0] // segment
     val = val_frames[: n_val * segment].reshape(n_val, segment, -1)
-    log(f"spectrograms: {train.shape[0]} training frames, {n_val} validation segments of {segment} frames ({corpus})")
-    return SpectrogramData(train, val, str(audio["corpus"]), list(train_split.speaker_names))
+    log(f"spectrograms: {train.shape[0]} training frames, {n_val} validation segments of {segment} frames ({source})")
+    return SpectrogramData(train, val, source, names)
+
+
+def folder_files(folder: Path, patterns) -> list[Path]:
+    """Audio files of ``folder`` matching any of the glob ``patterns`` (a string or a list), sorted by name.
+
+    Raises :class:`~mixdvae.errors.DataNotFoundError` for a missing folder or a pattern matching nothing."""
+    if not folder.is_dir():
+        raise DataNotFoundError(f"{folder}: audio folder not found")
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns or [])
+    found: set[Path] = set()
+    for pattern in patterns:
+        matches = [p for p in folder.glob(pattern) if p.suffix.lower() in AUDIO_SUFFIXES]
+        if not matches:
+            raise DataNotFoundError(f"{folder}: no audio file matches {pattern!r}")
+        found.update(matches)
+    return sorted(found)
 
 
 def split_power_frames(split, setting: STFT) -> torch.Tensor:
-    """Power spectrogram frames (T, F) float32 of every utterance of ``split`` (a corpus split) at least one
-    STFT frame long, concatenated."""
-    frames = [power_spectrogram(torch.from_numpy(split.utterance(i)), setting)
-              for i in range(len(split)) if split.offsets[i + 1] - split.offsets[i] >= setting.n_fft]
+    """Power spectrogram frames (T, F) float32 of every utterance of ``split`` (a corpus split), concatenated."""
+    return power_frames([split.utterance(i) for i in range(len(split))], setting)
+
+
+def power_frames(waveforms, setting: STFT) -> torch.Tensor:
+    """Power spectrogram frames (T, F) float32 of every waveform (N,) at least one STFT frame long, concatenated."""
+    frames = [power_spectrogram(torch.from_numpy(np.asarray(w)), setting) for w in waveforms if len(w) >= setting.n_fft]
     if not frames:
         return torch.zeros(0, setting.n_bins)
     return torch.cat(frames).float()

@@ -1,0 +1,671 @@
+"""Semi-blind single-channel source separation (DESIGN §7): MixDVAE's variational EM with one pretrained DVAE per
+source class, and the baselines it is measured against (supervised NMF, oracle ideal ratio / binary masks).
+
+Model of a mixture STFT ``x`` (F bins x T frames) with N sources, each with its own frozen SRNN prior::
+
+    s^n ~ DVAE_n (complex Gaussian, variance v^n_ft = exp(dec_n(h^n_t, z^n_t)), h^n driven by |s^n_{t-1}|^2)
+    per_bin  (the paper): w_ft ~ uniform over sources,  x_ft | w_ft = n ~ N_c(s^n_ft, v_x,ft)
+    additive:             x_ft = sum_n s^n_ft + e_ft,   e_ft ~ N_c(0, v_x,ft)
+    v_x,ft = rho * |x_ft|^2   (rho fixed, or re-estimated by an M-step)
+
+One VEM iteration (``iterations`` of them; the research code runs 70):
+
+* **E-Z**: z^n ~ q_n(z | p^n), the prior's own encoder (frozen) on the current power estimate p^n of source n.
+* **E-S**: roll each decoder over t; at every step the posterior of s^n_ft is Gaussian with mean
+  ``mu = a x`` (a real gain) and variance ``v_phi``:
+
+      per_bin:  v_phi = (eta / v_x + 1 / v)^-1,  a = v_phi eta / v_x = eta v / (eta v + v_x)
+      additive: a = v^n / (sum_m v^m + v_x),      v_phi = v^n (1 - a)
+
+  a draw s~_t (``sampling``: ``"gaussian"`` N_c(mu, v_phi); ``"mean"`` mu itself; ``"tempered"``
+  N_c(mu, temperature * v_phi)) feeds |s~_t|^2 to the decoder's next step; p^n <- |s~|^2. The latent draws of
+  E-Z follow the same choice (the posterior mean for ``"mean"``, the variance scaled by ``temperature``).
+* **E-W** (per_bin): ``log eta_ftn = -log v_x - (|x - mu_n|^2 + v_phi,n) / v_x``, normalised over n.
+* **M-rho** (``update_rho``): ``rho = mean_ft E[|x - (assigned or summed sources)|^2] / |x|^2``.
+
+Initialisation: p^n = each prior's reconstruction of the mixture power (its encoder's mean, teacher-forced
+decoder); eta = 1/N. Output: ``mu^n = a^n x`` of the last iteration, inverse STFT. Convergence record: the
+negative log-likelihood of the mixture per bin under the iteration's source variances (``cost``):
+``-log sum_n N_c(x; 0, v^n + v_x) / N`` (per_bin) or ``-log N_c(x; 0, sum_n v^n + v_x)`` (additive), up to
+``log pi``.
+
+Segments: a signal is cut into ``segment``-frame pieces overlapping by ``overlap`` frames (the last one ends at
+the last frame, so no padding), separated as one batch (priors and segments together: one stacked call per
+time step for all sources that share an architecture), and the gains ``a`` are cross-faded back with a sine^2
+window over frames. ``segment = 0`` runs the whole signal at once (one segment per signal).
+
+Levels: each prior sees its source in its own units: the mixture's power is scaled by ``c_n`` so that its mean
+log-power matches the level prior n was trained on (``x_mean``), its variances are scaled back by ``1 / c_n``.
+
+Random draws: every segment has its own generator per iteration, seeded by ``(seed, first frame, iteration)``,
+so a segment's result does not depend on the batch it runs in.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+
+from mixdvae.config import Range, check_params, parameter_specs
+from mixdvae.errors import ConfigError, DataNotFoundError, InputError, UsageError
+
+from . import nmf
+from .enhance import NMFBasis, log_level
+from .io import MODEL_RATE, check_waveform
+from .stft import DEFAULT_STFT, STFT
+
+SUPPORTED_PRIOR = "srnn"
+PRIOR_LIKELIHOOD = "itakura_saito"
+
+
+@dataclass
+class SeparateConfig:
+    """Every setting of :func:`separate` and of the NMF baseline, with its default (validated on creation)."""
+
+    iterations: int = 70  # VEM iterations (E-Z, E-S, E-W, M)
+    rho: float = 0.03  # v_x = rho |x|^2 (the research code's value), the start value when update_rho
+    update_rho: bool = False  # re-estimate rho (per segment) in an M-step
+    sampling: Literal["gaussian", "mean", "tempered"] = "gaussian"  # draws of z and s~ (see the module docstring)
+    temperature: float = 0.25  # variance factor of the "tempered" draws
+    mixture: Literal["per_bin", "additive"] = "per_bin"  # the paper's per-bin assignment, or sources that add
+    segment: int = 50  # frames per segment (0: the whole signal)
+    overlap: int = 25  # frames shared by consecutive segments
+    batch_size: int = 256  # segments per batch
+    seed: int = 0
+    floor: float = 1e-8  # power floor, relative to the mean mixture power of a segment
+    nmf_iterations: int = 100  # multiplicative updates of the activations (supervised NMF baseline)
+
+    BOUNDS: ClassVar[dict] = {
+        "iterations": Range(1, 10000), "rho": Range(0, 1, exclusive_low=True), "temperature": Range(0, 1),
+        "segment": Range(0, 100000), "overlap": Range(0, 100000), "batch_size": Range(1, 65536),
+        "seed": Range(0), "floor": Range(0, 1e-2, exclusive_low=True), "nmf_iterations": Range(1, 10000),
+    }
+
+    def __post_init__(self):
+        """Validate every field (:class:`~mixdvae.errors.ConfigError` naming the key)."""
+        check_params(asdict(self), parameter_specs(type(self)), self.BOUNDS, owner="separate config")
+        if self.segment and self.overlap >= self.segment:
+            raise ConfigError(f"separate config: overlap ({self.overlap}) must be smaller than segment "
+                              f"({self.segment})")
+
+    @property
+    def draw_scale(self) -> float:
+        """Variance factor of the random draws: 1 (gaussian), ``temperature`` (tempered), 0 (mean)."""
+        return {"gaussian": 1.0, "tempered": self.temperature, "mean": 0.0}[self.sampling]
+
+
+@dataclass
+class SeparationResult:
+    """Outputs of a separation, in the order of the inputs.
+
+    Attributes:
+        sources: per mixture, the estimated sources (N, n_samples) float32, in the order of the priors.
+        cost: per mixture, (iterations,) the mean negative log-likelihood of the mixture per bin after each
+            iteration (MixDVAE; empty for the baselines): the convergence record.
+        rho: per mixture, the mean final rho over its segments (MixDVAE; NaN for the baselines).
+        seconds, cpu_seconds: wall-clock and process CPU time of the separation (without reading/writing).
+        audio_seconds: total duration of the mixtures.
+    """
+
+    sources: list[np.ndarray]
+    cost: list[np.ndarray]
+    rho: list[float]
+    seconds: float
+    cpu_seconds: float
+    audio_seconds: float
+    config: SeparateConfig = field(default_factory=SeparateConfig)
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing seconds (wall clock) per second of audio."""
+        return self.seconds / max(self.audio_seconds, 1e-9)
+
+    @property
+    def cpu_real_time_factor(self) -> float:
+        """CPU seconds per second of audio (with one torch thread: the time on one core)."""
+        return self.cpu_seconds / max(self.audio_seconds, 1e-9)
+
+
+class SeparationError(InputError):
+    """The VEM produced non-finite values (never silently returned)."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# priors stacked on a source axis
+
+
+def check_prior(prior, name: str = "prior") -> None:
+    """UsageError unless ``prior`` is an SRNN of power spectra (``log_power``, Itakura-Saito likelihood)."""
+    config = getattr(prior, "config", {})
+    if config.get("model") != SUPPORTED_PRIOR:
+        raise UsageError(f"{name}: MixDVAE separation needs SRNN priors, got {config.get('model')!r}")
+    if config.get("likelihood") != PRIOR_LIKELIHOOD or config.get("param") != "log_power":
+        raise UsageError(f"{name}: not a prior of power spectra (likelihood {config.get('likelihood')!r}, "
+                         f"param {config.get('param')!r}; expected {PRIOR_LIKELIHOOD!r}, 'log_power')")
+
+
+def _architecture(prior) -> tuple:
+    return tuple(prior.config[k] for k in ("x_dim", "z_dim", "h_dim", "dense_dim", "embed_dim"))
+
+
+def _lin(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-source linear layer: ``x`` (N, ..., in), ``w`` (N, in, out), ``b`` (N, 1, out) -> (N, ..., out)."""
+    shape = x.shape
+    return torch.baddbmm(b, x.reshape(shape[0], -1, shape[-1]), w).reshape(*shape[:-1], w.shape[-1])
+
+
+class StackedSRNN:
+    """N SRNN priors of one architecture, their weights stacked on a leading source axis, so that one call
+    runs all sources and all segments: tensors are (N, B, T, ...) (sources, segments, frames)."""
+
+    def __init__(self, priors: Sequence, device):
+        self.priors = [p.to(device).eval() for p in priors]
+
+        def stack(get):
+            return torch.stack([get(p).detach().float() for p in self.priors]).to(device)
+
+        F = self.priors[0].config["x_dim"]
+        self.emb_w, self.emb_b = stack(lambda p: p.embed_x[0].weight.T), stack(lambda p: p.embed_x[0].bias[None])
+        self.ih_w, self.hh_w = stack(lambda p: p.rnn.weight_ih_l0.T), stack(lambda p: p.rnn.weight_hh_l0.T)
+        self.rnn_b = stack(lambda p: (p.rnn.bias_ih_l0 + p.rnn.bias_hh_l0)[None])
+        self.dec1_w, self.dec1_b = stack(lambda p: p.decoder[0].weight.T), stack(lambda p: p.decoder[0].bias[None])
+        # only the log-variance half of the decoder's output is used (mean = variance for power spectra)
+        self.dec2_w = stack(lambda p: p.decoder[2].weight[F:].T)
+        self.dec2_b = stack(lambda p: p.decoder[2].bias[F:][None])
+        h_dim = self.priors[0].config["h_dim"]
+        self.q1g_w = stack(lambda p: p.post_z.net[0].weight[:, :h_dim].T)
+        self.q1z_w = stack(lambda p: p.post_z.net[0].weight[:, h_dim:].T)
+        self.q1_b = stack(lambda p: p.post_z.net[0].bias[None])
+        self.q2_w, self.q2_b = stack(lambda p: p.post_z.net[2].weight.T), stack(lambda p: p.post_z.net[2].bias[None])
+        self.x_mean = stack(lambda p: p.io.x_mean[None])  # (N, 1, F)
+        self.x_std = stack(lambda p: p.io.x_std[None])
+        self.power_floor = torch.tensor([p.io.power_floor for p in self.priors], device=device).reshape(-1, 1, 1)
+        self.low = torch.tensor([p.io.low for p in self.priors], device=device).reshape(-1, 1, 1)
+        self.high = torch.tensor([p.io.high for p in self.priors], device=device).reshape(-1, 1, 1)
+        self.z_low = torch.tensor([p.post_z.low for p in self.priors], device=device).reshape(-1, 1, 1)
+        self.z_high = torch.tensor([p.post_z.high for p in self.priors], device=device).reshape(-1, 1, 1)
+        self.z_dim, self.h_dim = self.priors[0].config["z_dim"], h_dim
+
+    def __len__(self) -> int:
+        return len(self.priors)
+
+    def reference_log_power(self) -> torch.Tensor:
+        """Mean log-power of each prior's training data, (N,)."""
+        return self.x_mean.mean((1, 2))
+
+    def _features(self, power: torch.Tensor) -> torch.Tensor:
+        """Standardised log-power of ``power`` (N, B, [T,] F) in model units."""
+        shape = power.shape
+        flat = power.reshape(shape[0], -1, shape[-1])
+        feat = ((torch.log(flat.clamp(min=0) + self.power_floor) - self.x_mean) / self.x_std).clamp(-10, 10)
+        return feat.reshape(shape)
+
+    def embed(self, power: torch.Tensor) -> torch.Tensor:
+        """Embedded features e (N, ..., E) of ``power`` (N, ..., F) in model units (the LSTMs' input)."""
+        return torch.tanh(_lin(self._features(power), self.emb_w, self.emb_b))
+
+    def first_input(self, batch: int) -> torch.Tensor:
+        """The decoder LSTM's input at t = 1 (features 0), (N, batch, E)."""
+        return torch.tanh(self.emb_b).expand(-1, batch, -1)
+
+    def _log_variance(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``log v`` (N, ..., F) of the decoder given h (N, ..., H) and z (N, ..., Z), model units."""
+        hidden = torch.tanh(_lin(torch.cat([h, z], -1), self.dec1_w, self.dec1_b))
+        raw = _lin(hidden, self.dec2_w, self.dec2_b)
+        shape = raw.shape
+        raw = raw.reshape(shape[0], -1, shape[-1])
+        return (self.x_mean + self.low + (self.high - self.low) * torch.sigmoid(raw)).reshape(shape)
+
+    def teacher(self, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The context of q(z | power) for ``power`` (N, B, T, F) in model units: the decoder states h_t
+        (N, B, T, H) driven by power_{t-1}, and the embedded power e_t (N, B, T, E). The VEM's roll produces
+        the same pair for its drawn powers, so the encoder reuses it."""
+        e = self.embed(power)
+        e_prev = torch.cat([self.first_input(power.shape[1]).unsqueeze(2), e[:, :, :-1]], 2)
+        return torch.stack([p.rnn(x)[0] for p, x in zip(self.priors, e_prev)]), e
+
+    def encode(self, h: torch.Tensor, e: torch.Tensor, noise: torch.Tensor | None, scale: float) -> torch.Tensor:
+        """Latents z (N, B, T, Z) of q(z | power) given its context ``h``, ``e`` (:meth:`teacher`): the backward
+        LSTM, then the recursion ``q(z_t | z_{t-1}, g_t)`` with draws ``mean + sqrt(scale * var) * noise``
+        (``noise`` (N, B, T, Z), or None for the mean)."""
+        enc_in = torch.cat([h, e], -1).flip(2)
+        g = torch.stack([p.enc_rnn(x)[0] for p, x in zip(self.priors, enc_in)]).flip(2)
+        pre = _lin(g, self.q1g_w, self.q1_b)  # (N, B, T, D)
+        N, B, T, _ = pre.shape
+        z_prev = pre.new_zeros(N, B, self.z_dim)
+        zs = []
+        for t in range(T):
+            hidden = torch.tanh(pre[:, :, t] + torch.bmm(z_prev, self.q1z_w))
+            mean, raw = torch.baddbmm(self.q2_b, hidden, self.q2_w).chunk(2, dim=-1)
+            if noise is not None and scale > 0:
+                var = torch.exp(self.z_low + (self.z_high - self.z_low) * torch.sigmoid(raw))
+                mean = mean + torch.sqrt(scale * var) * noise[:, :, t]
+            z_prev = mean
+            zs.append(mean)
+        return torch.stack(zs, 2)
+
+    def reconstruct(self, power: torch.Tensor) -> torch.Tensor:
+        """Variances v (N, B, T, F), model units, of the teacher-forced decoder on ``power`` with the posterior
+        mean of z (the initialisation of the VEM)."""
+        h, e = self.teacher(power)
+        return torch.exp(self._log_variance(h, self.encode(h, e, None, 0.0)))
+
+    def start(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero LSTM state ``(h, c)``, each (N, batch, H)."""
+        zeros = self.emb_b.new_zeros(len(self), batch, self.h_dim)
+        return zeros, zeros.clone()
+
+    def step(self, state, e_prev: torch.Tensor, z: torch.Tensor):
+        """One decoder step for all sources and segments: ``e_prev`` (N, B, E) the embedded |s~_{t-1}|^2
+        (:meth:`embed`; :meth:`first_input` at t = 1), ``z`` (N, B, Z). Returns the variance v_t (N, B, F), model
+        units, and the new state ``(h, c)``."""
+        h, c = state
+        gates = torch.baddbmm(torch.baddbmm(self.rnn_b, e_prev, self.ih_w), h, self.hh_w)
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return torch.exp(self._log_variance(h, z)), (h, c)
+
+
+class SourceBank:
+    """The priors of a separation grouped by architecture (one :class:`StackedSRNN` per group); sources keep the
+    order of the priors. Tensors are (N, B, T, F) over all sources."""
+
+    def __init__(self, priors: Sequence, device):
+        if not priors:
+            raise UsageError("separation needs at least one prior")
+        for index, prior in enumerate(priors):
+            check_prior(prior, f"prior {index}")
+        groups: dict[tuple, list[int]] = {}
+        for index, prior in enumerate(priors):
+            groups.setdefault(_architecture(prior), []).append(index)
+        self.groups = [(indices, StackedSRNN([priors[i] for i in indices], device)) for indices in groups.values()]
+        self.order = [i for indices, _ in self.groups for i in indices]  # stacked position -> prior index
+        self.inverse = torch.tensor(np.argsort(self.order), device=device)
+        self.n_sources = len(priors)
+        self.z_dim = max(stack.z_dim for _, stack in self.groups)
+
+    def _split(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """(N, ...) in prior order -> one tensor per group."""
+        return [tensor[indices] for indices, _ in self.groups]
+
+    def _join(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """One tensor per group -> (N, ...) in prior order."""
+        return torch.cat(parts)[self.inverse]
+
+    def reference_log_power(self) -> torch.Tensor:
+        return self._join([stack.reference_log_power() for _, stack in self.groups])
+
+    def reconstruct(self, power: torch.Tensor) -> torch.Tensor:
+        """Each prior's reconstruction (N, B, T, F) of ``power`` (N, B, T, F), model units."""
+        return self._join([stack.reconstruct(p) for (_, stack), p in zip(self.groups, self._split(power))])
+
+    def teacher(self, power: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The encoder context ``(h, e)`` of each group for ``power`` (N, B, T, F), model units."""
+        return [stack.teacher(p) for (_, stack), p in zip(self.groups, self._split(power))]
+
+    def encode(self, contexts: list, noise: torch.Tensor | None, scale: float) -> list[torch.Tensor]:
+        """Latents (N_g, B, T, Z_g) per group (see :meth:`StackedSRNN.encode`); ``noise`` (N, B, T, Z_max)."""
+        out = []
+        for (indices, stack), (h, e) in zip(self.groups, contexts):
+            eps = None if noise is None else noise[indices][..., : stack.z_dim]
+            out.append(stack.encode(h, e, eps, scale))
+        return out
+
+    def start(self, batch: int) -> tuple[list, list]:
+        """Zero decoder states and the first inputs of every group."""
+        return [stack.start(batch) for _, stack in self.groups], [stack.first_input(batch) for _, stack in self.groups]
+
+    def step(self, states: list, inputs: list, zs: list[torch.Tensor], t: int):
+        """Variances v_t (N, B, F) of all sources (model units) and the new states: one call per group."""
+        out, new_states = [], []
+        for (_, stack), state, e, z in zip(self.groups, states, inputs, zs):
+            v, state = stack.step(state, e, z[:, :, t])
+            out.append(v)
+            new_states.append(state)
+        return self._join(out), new_states
+
+    def embed(self, power: torch.Tensor) -> list[torch.Tensor]:
+        """Embedded ``power`` (N, B, F), model units, per group."""
+        return [stack.embed(p) for (_, stack), p in zip(self.groups, self._split(power))]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the VEM on a batch of segments
+
+
+def per_bin_posterior(v: torch.Tensor, eta: torch.Tensor, vx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior of s^n_ft under the per-bin model: gain ``a`` (mu = a x) and variance ``v_phi``.
+
+    ``v`` (N, ...) prior variances, ``eta`` (N, ...) assignment probabilities, ``vx`` (...) observation noise:
+    ``v_phi = (eta / v_x + 1 / v)^-1``, ``a = v_phi eta / v_x``."""
+    v_phi = 1.0 / (eta / vx + 1.0 / v)
+    return v_phi * eta / vx, v_phi
+
+
+def additive_posterior(v: torch.Tensor, vx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior of s^n_ft when the sources add (``x = sum_n s^n + e``): the Wiener split
+    ``a = v^n / (sum_m v^m + v_x)`` and ``v_phi = v^n (1 - a)``; shapes as :func:`per_bin_posterior`."""
+    a = v / (v.sum(0) + vx)
+    return a, v * (1.0 - a)
+
+
+def e_w(a: torch.Tensor, v_phi: torch.Tensor, P: torch.Tensor, vx: torch.Tensor) -> torch.Tensor:
+    """E-W: ``eta_n ∝ exp(-log v_x - (|x - mu_n|^2 + v_phi,n) / v_x)`` normalised over n (uniform prior on w),
+    with ``|x - mu_n|^2 = (1 - a_n)^2 |x|^2``. ``a``, ``v_phi`` (N, ...), ``P = |x|^2`` and ``vx`` (...)."""
+    log_eta = -((1.0 - a) ** 2 * P + v_phi) / vx - torch.log(vx)
+    return torch.softmax(log_eta, dim=0)
+
+
+def mixture_cost(v: torch.Tensor, P: torch.Tensor, vx: torch.Tensor, mixture: str) -> torch.Tensor:
+    """Negative log-likelihood per bin of the mixture power ``P`` (B, T, F) under the source variances ``v``
+    (N, B, T, F), up to ``log pi``, averaged over bins: (B,)."""
+    if mixture == "additive":
+        V = v.sum(0) + vx
+        return (torch.log(V) + P / V).mean((1, 2))
+    V = v + vx
+    log_p = torch.logsumexp(-torch.log(V) - P / V, dim=0) - math.log(v.shape[0])
+    return (-log_p).mean((1, 2))
+
+
+def _draw_noise(seed: int, starts: Sequence[int], iteration: int, shape: tuple, device) -> torch.Tensor:
+    """Standard normal noise (N, B, *shape) with one generator per segment, seeded by (seed, start, iteration)."""
+    generator = torch.Generator()
+    parts = []
+    for start in starts:
+        generator.manual_seed(hash((seed, int(start), iteration)) & (2**62 - 1))
+        parts.append(torch.randn(shape, generator=generator))
+    return torch.stack(parts, 1).to(device)
+
+
+def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig, starts: Sequence[int],
+                      scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the VEM on a batch of mixture segments ``X`` (B, T, F) complex (all the same length).
+
+    ``starts`` (B,): first frame of each segment (seeds its random draws). ``scale`` (N, B): power scale
+    ``c_n`` of each source's prior units. Returns the gains ``a`` (N, B, T, F) (``mu^n = a^n x``), the cost per
+    iteration (iterations, B) and the final rho (B,). Raises :class:`SeparationError` on non-finite values."""
+    N = bank.n_sources
+    P = X.real**2 + X.imag**2  # (B, T, F)
+    B, T, F = P.shape
+    floor = config.floor * P.mean((1, 2)).clamp(min=1e-30).reshape(B, 1, 1)
+    P_floor = P.clamp(min=floor)
+    rho = torch.full((B, 1, 1), config.rho, device=P.device)
+    c = scale.reshape(N, B, 1, 1)
+    with torch.no_grad():
+        contexts = bank.teacher(bank.reconstruct(P.unsqueeze(0).expand(N, B, T, F) * c))  # of p^n, model units
+        eta = torch.full((N, B, T, F), 1.0 / N, device=P.device)
+        draw_scale = config.draw_scale
+        costs = []
+        for iteration in range(config.iterations):
+            vx = rho * P_floor
+            noise = _draw_noise(config.seed, starts, iteration, (N, T, bank.z_dim + 2 * F), P.device) \
+                if draw_scale > 0 else None
+            zs = bank.encode(contexts, None if noise is None else noise[..., : bank.z_dim], draw_scale)
+            a, v_phi, v, contexts = _roll(X, P, vx, eta, bank, zs, c, config, noise)
+            if config.mixture == "per_bin":
+                eta = e_w(a, v_phi, P, vx)
+            if config.update_rho:
+                rho = _m_rho(a, v_phi, eta, P, P_floor, config.mixture)
+            cost = mixture_cost(v, P, vx, config.mixture)
+            if not bool(torch.isfinite(cost).all()):
+                raise SeparationError(f"separation produced non-finite values at iteration {iteration}")
+            costs.append(cost)
+    return a, torch.stack(costs), rho.reshape(B)
+
+
+def _roll(X, P, vx, eta, bank: SourceBank, zs, c, config: SeparateConfig, noise):
+    """E-S: roll the decoders over the frames, each step fed the drawn |s~_{t-1}|^2. Returns the gains ``a``,
+    posterior variances ``v_phi`` and prior variances ``v``, each (N, B, T, F) (mixture units), and the encoder
+    context ``(h, e)`` of the drawn powers per group (what :meth:`SourceBank.teacher` would compute from them)."""
+    N, B, T, F = eta.shape
+    states, inputs = bank.start(B)
+    scale = c[..., 0, :]  # (N, B, 1)
+    out_a, out_phi, out_v, out_h, out_e = [], [], [], [], []
+    z_dim = bank.z_dim
+    for t in range(T):
+        v, states = bank.step(states, inputs, zs, t)
+        v = v / scale  # (N, B, F), mixture units
+        if config.mixture == "per_bin":
+            a, v_phi = per_bin_posterior(v, eta[:, :, t], vx[:, t])
+        else:
+            a, v_phi = additive_posterior(v, vx[:, t])
+        if noise is None:
+            fed = a * a * P[:, t]
+        else:
+            sigma = torch.sqrt(config.draw_scale * v_phi / 2)
+            eps = noise[:, :, t, z_dim:]
+            fed = (a * X.real[:, t] + sigma * eps[..., :F]) ** 2 + (a * X.imag[:, t] + sigma * eps[..., F:]) ** 2
+        inputs = bank.embed(fed * scale)
+        out_a.append(a)
+        out_phi.append(v_phi)
+        out_v.append(v)
+        out_h.append([h for h, _ in states])
+        out_e.append(inputs)
+    contexts = [(torch.stack([step[g] for step in out_h], 2), torch.stack([step[g] for step in out_e], 2))
+                for g in range(len(bank.groups))]
+    return torch.stack(out_a, 2), torch.stack(out_phi, 2), torch.stack(out_v, 2), contexts
+
+
+def _m_rho(a, v_phi, eta, P, P_floor, mixture: str) -> torch.Tensor:
+    """M-step of rho (B, 1, 1): the mean over bins of the expected residual power relative to |x|^2."""
+    if mixture == "additive":
+        residual = (1.0 - a.sum(0)) ** 2 * P + v_phi.sum(0)
+    else:
+        residual = (eta * ((1.0 - a) ** 2 * P + v_phi)).sum(0)
+    return (residual / P_floor).mean((1, 2), keepdim=True).clamp(1e-4, 1.0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# signals: segmentation, levels, overlap-add
+
+
+def segment_starts(frames: int, segment: int, overlap: int) -> list[int]:
+    """First frames of the segments covering ``frames`` frames: every ``segment - overlap`` frames, the last
+    one ending at the last frame (one segment of the whole signal when it is not longer than ``segment`` or
+    ``segment`` is 0)."""
+    if segment == 0 or frames <= segment:
+        return [0]
+    hop = segment - overlap
+    starts = list(range(0, frames - segment, hop))
+    return starts + [frames - segment]
+
+
+def crossfade_weights(length: int, device=None) -> torch.Tensor:
+    """Overlap-add weights over the frames of a segment, (length,): sine^2, positive everywhere."""
+    t = torch.arange(length, device=device, dtype=torch.float32)
+    return torch.sin(math.pi * (t + 0.5) / length) ** 2
+
+
+def _check_inputs(waves, setting: STFT) -> list[np.ndarray]:
+    single = isinstance(waves, np.ndarray) and waves.ndim == 1
+    waves = [waves] if single else list(waves)
+    if not waves:
+        raise UsageError("separate: no mixture given")
+    for index, wave in enumerate(waves):
+        wave = np.asarray(wave)
+        if wave.ndim != 1:
+            raise InputError(f"mixture {index}: a mono waveform (N,) is needed, got shape {wave.shape}")
+        check_waveform(wave, f"mixture {index}", setting.n_fft)
+    return [np.asarray(w, dtype=np.float32) for w in waves]
+
+
+def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, device="cpu",
+             setting: STFT = DEFAULT_STFT, progress=None) -> SeparationResult:
+    """Separate 16 kHz mono mixtures (one (N,) array or a list) into one source per prior (SRNN priors of power
+    spectra, e.g. ``load_prior("srnn_speech")`` and ``load_prior("srnn_flute")``) with MixDVAE's VEM.
+
+    ``progress`` (optional) is called with the number of segments finished after each batch. Raises
+    :class:`InputError` for a mixture that is empty, non-finite, silent or shorter than one STFT frame."""
+    config = config or SeparateConfig()
+    device = torch.device(device)
+    waves = _check_inputs(mixtures, setting)
+    bank = SourceBank(priors, device)
+    reference = bank.reference_log_power().cpu()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    specs = [setting(torch.from_numpy(w)) for w in waves]  # (T_i, F) each
+    # every segment: (mixture index, first frame, length); batches hold segments of one length
+    jobs = [(i, s, min(config.segment or spec.shape[0], spec.shape[0]))
+            for i, spec in enumerate(specs) for s in segment_starts(spec.shape[0], config.segment, config.overlap)]
+    scales = torch.stack([torch.exp(reference - log_level(spec.real**2 + spec.imag**2)) for spec in specs])  # (M, N)
+    gains = [torch.zeros(len(bank.order), *spec.shape) for spec in specs]
+    weights = [torch.zeros(spec.shape[0], 1) for spec in specs]
+    costs: list[list] = [[] for _ in specs]
+    rhos: list[list] = [[] for _ in specs]
+    by_length: dict[int, list] = {}
+    for job in jobs:
+        by_length.setdefault(job[2], []).append(job)
+    for length, group in sorted(by_length.items()):
+        for first in range(0, len(group), config.batch_size):
+            batch = group[first : first + config.batch_size]
+            X = torch.stack([specs[i][s : s + length] for i, s, _ in batch]).to(device)
+            scale = scales[[i for i, _, _ in batch]].T.to(device)  # (N, B)
+            a, cost, rho = separate_segments(X, bank, config, [s for _, s, _ in batch], scale)
+            fade = crossfade_weights(length).reshape(length, 1)
+            a = a.cpu()
+            for row, (i, s, _) in enumerate(batch):
+                gains[i][:, s : s + length] += a[:, row] * fade
+                weights[i][s : s + length] += fade
+                costs[i].append(cost[:, row].cpu())
+                rhos[i].append(float(rho[row]))
+            if progress is not None:
+                progress(len(batch))
+    sources = []
+    for spec, gain, weight, wave in zip(specs, gains, weights, waves):
+        S = (gain / weight) * spec  # (N, T, F)
+        sources.append(setting.inverse(S, len(wave)).numpy().astype(np.float32))
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return SeparationResult(sources, [torch.stack(c).mean(0).numpy() for c in costs], [float(np.mean(r)) for r in rhos],
+                            seconds, cpu_seconds, sum(len(w) for w in waves) / MODEL_RATE, config)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# baselines
+
+
+def nmf_separate(mixtures, bases: Sequence[NMFBasis], config: SeparateConfig | None = None, device="cpu",
+                 setting: STFT = DEFAULT_STFT) -> SeparationResult:
+    """Supervised NMF separation: the mixture power is fitted as ``sum_n W_n H_n`` with each source's basis
+    ``W_n`` fixed (learned on that source's clean training data, :func:`mixdvae.audio.enhance.learn_nmf_basis`)
+    by ``config.nmf_iterations`` multiplicative IS updates of the activations; each source is its Wiener mask
+    ``W_n H_n / sum_m W_m H_m`` times the mixture."""
+    config = config or SeparateConfig()
+    waves = _check_inputs(mixtures, setting)
+    if not bases:
+        raise UsageError("NMF separation needs at least one basis")
+    W = torch.cat([b.W for b in bases], 1).to(device)  # (F, K_total)
+    ranks = [b.W.shape[1] for b in bases]
+    start, cpu_start = time.perf_counter(), time.process_time()
+    sources = []
+    for wave in waves:
+        X = setting(torch.from_numpy(wave)).T.to(device)  # (F, T)
+        P = (X.real**2 + X.imag**2).unsqueeze(0)
+        floor = config.floor * float(P.mean())
+        generator = torch.Generator().manual_seed(config.seed)
+        H = torch.rand(1, W.shape[1], P.shape[-1], generator=generator).to(device) + 0.1
+        H = H * P.mean() * W.shape[0] / W.shape[1]  # W H of the order of the mean power (unit-sum columns)
+        for _ in range(config.nmf_iterations):
+            H = nmf.update_H(P, torch.zeros((), device=device), W.unsqueeze(0), H, None, floor)
+        parts = torch.stack([W[:, a:b] @ H[0, a:b] for a, b in _bounds(ranks)])  # (N, F, T)
+        masks = parts / parts.sum(0).clamp(min=floor)
+        sources.append(setting.inverse((masks * X).transpose(1, 2).cpu(), len(wave)).numpy().astype(np.float32))
+    return _baseline_result(sources, waves, start, cpu_start, config)
+
+
+def oracle_separate(mixture: np.ndarray, references: np.ndarray, kind: Literal["irm", "ibm"] = "irm",
+                    setting: STFT = DEFAULT_STFT) -> np.ndarray:
+    """Oracle masks (upper bounds) from the true sources ``references`` (N, n_samples): the ideal ratio mask
+    ``|S_n|^2 / sum_m |S_m|^2`` (``"irm"``) or the ideal binary mask (1 where source n is the loudest,
+    ``"ibm"``), applied to the mixture's STFT. Returns the estimates (N, n_samples) float32."""
+    if kind not in ("irm", "ibm"):
+        raise UsageError(f"unknown oracle mask {kind!r}; known: irm, ibm")
+    X = setting(torch.from_numpy(np.asarray(mixture, dtype=np.float32)))  # (T, F)
+    S = setting(torch.from_numpy(np.asarray(references, dtype=np.float32)))  # (N, T, F)
+    power = S.real**2 + S.imag**2
+    if kind == "irm":
+        mask = power / power.sum(0).clamp(min=1e-20)
+    else:
+        mask = torch.nn.functional.one_hot(power.argmax(0), S.shape[0]).permute(2, 0, 1).to(power.dtype)
+    return setting.inverse(mask * X, len(mixture)).numpy().astype(np.float32)
+
+
+def _bounds(ranks: Sequence[int]) -> list[tuple[int, int]]:
+    edges = np.concatenate([[0], np.cumsum(ranks)])
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _baseline_result(sources, waves, start, cpu_start, config) -> SeparationResult:
+    return SeparationResult(sources, [np.zeros(0) for _ in waves], [float("nan")] * len(waves),
+                            time.perf_counter() - start, time.process_time() - cpu_start,
+                            sum(len(w) for w in waves) / MODEL_RATE, config)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# source models by name
+
+
+def source_label(source: str | os.PathLike) -> str:
+    """The name of a source given as a class name (``"speech"``), a shipped prior name (``"srnn_speech"``) or
+    a checkpoint path (its stem): used in output file names."""
+    name = Path(source).stem if Path(str(source)).suffix == ".pt" or os.sep in str(source) else str(source)
+    for prefix in ("srnn_", "nmf_"):
+        if name.startswith(prefix) and not Path(str(source)).is_file():
+            return name[len(prefix):]
+    return name
+
+
+def load_sources(sources: Sequence[str | os.PathLike], method: Literal["mixdvae", "nmf"], device="cpu") -> list:
+    """The model of each source for ``method``: SRNN priors (``"speech"`` -> the shipped ``srnn_speech``) or
+    NMF bases (``"speech"`` -> ``nmf_speech``); a path is loaded as given.
+
+    Raises :class:`~mixdvae.errors.DataNotFoundError` (naming the shipped files) or a
+    :class:`~mixdvae.dvae.base.CheckpointError` / :class:`UsageError` naming the file that is not usable."""
+    from mixdvae.dvae import available_priors, load_prior, prior_path
+
+    prefix = "srnn_" if method == "mixdvae" else "nmf_"
+    models = []
+    for source in sources:
+        path = prior_path(source)
+        if not path.is_file() and not Path(str(source)).suffix and os.sep not in str(source):
+            path = prior_path(f"{prefix}{source_label(source)}")
+        if not path.is_file():
+            raise DataNotFoundError(f"source {str(source)!r}: no checkpoint at {path}; shipped: "
+                                    f"{available_priors()}")
+        if method == "nmf":
+            models.append(NMFBasis.load(path))
+        else:
+            prior = load_prior(path, device=device)
+            check_prior(prior, str(path))
+            models.append(prior)
+    return models
+
+
+# --------------------------------------------------------------------------------------------------------------
+# scores
+
+SCORES = ("si_sdr", "sdr", "sir", "sar")
+
+
+def separation_scores(estimates: np.ndarray, references: np.ndarray, mixture: np.ndarray) -> dict[str, list]:
+    """Per source (in the given order, no permutation): SI-SDR, SDR, SIR, SAR of ``estimates`` (N, n) against
+    ``references`` (N, n), and the same four of the mixture (n,) taken as the estimate of every source
+    (``*_mix``: the reference point of the improvements), in dB."""
+    from .metrics import bss_eval, si_sdr
+
+    estimates, references = np.asarray(estimates, np.float64), np.asarray(references, np.float64)
+    mixed = np.repeat(np.asarray(mixture, np.float64)[None], len(references), 0)
+    out: dict[str, list] = {}
+    for suffix, est in (("", estimates), ("_mix", mixed)):
+        bss = bss_eval(est, references, permute=False)
+        out[f"si_sdr{suffix}"] = np.atleast_1d(si_sdr(est, references)).tolist()
+        out[f"sdr{suffix}"], out[f"sir{suffix}"], out[f"sar{suffix}"] = (bss.sdr.tolist(), bss.sir.tolist(),
+                                                                         bss.sar.tolist())
+    return out

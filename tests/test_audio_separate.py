@@ -1,0 +1,349 @@
+"""MixDVAE source separation (mixdvae.audio.separate) and tools/separate.py: the E-W and posterior formulas, the
+stacked priors against the priors' own code, batching, a synthetic two-source separation with tiny priors trained
+here, the baselines and every bad input of the tool."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from mixdvae.audio import STFT, write_audio
+from mixdvae.audio.enhance import NMFBasis
+from mixdvae.audio.metrics import si_sdr
+from mixdvae.audio.separate import (
+    SeparateConfig,
+    SourceBank,
+    StackedSRNN,
+    additive_posterior,
+    e_w,
+    nmf_separate,
+    oracle_separate,
+    per_bin_posterior,
+    segment_starts,
+    separate,
+)
+from mixdvae.dvae import SRNN, load_prior
+from mixdvae.dvae.training import SpectrogramData, power_frames, train_prior
+from mixdvae.errors import ConfigError
+from tests.tools_loader import load_tool
+
+RATE = 16000
+SMALL = STFT(128, 64)  # 65 bins, 250 frames per second: the synthetic separation runs on a small front end
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: tiny tensors gain nothing from more, and lose a lot on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_srnn(bins: int, seed: int, **extra) -> SRNN:
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    return SRNN({"x_dim": bins, "z_dim": 3, "h_dim": 8, "dense_dim": 16, "embed_dim": 8,
+                 "likelihood": "itakura_saito", "param": "log_power", "logvar_range": [-20.0, 20.0],
+                 "x_mean": (torch.randn(bins, generator=gen) - 6).tolist(),
+                 "x_std": (torch.rand(bins, generator=gen) + 1).tolist(), **extra}).eval()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# formulas
+
+
+def test_e_w_equals_its_formula():
+    gen = np.random.default_rng(0)
+    x = gen.normal(size=(4, 6)) + 1j * gen.normal(size=(4, 6))
+    a = gen.uniform(0, 1, size=(3, 4, 6))
+    v_phi = gen.uniform(0.01, 0.5, size=(3, 4, 6))
+    vx = 0.03 * np.abs(x) ** 2
+    mu = a * x
+    log_eta = -np.log(vx) - (np.abs(x - mu) ** 2 + v_phi) / vx
+    expected = np.exp(log_eta - log_eta.max(0)) / np.exp(log_eta - log_eta.max(0)).sum(0)
+    eta = e_w(*(torch.tensor(t) for t in (a, v_phi, np.abs(x) ** 2, vx)))
+    np.testing.assert_allclose(eta.numpy(), expected, rtol=1e-10)
+    np.testing.assert_allclose(eta.sum(0).numpy(), 1.0)
+
+
+def test_per_bin_posterior_equals_the_closed_form_on_one_bin():
+    """q(s) ∝ exp(-eta |x - s|^2 / v_x) N_c(s; 0, v), integrated numerically on a grid of the complex plane."""
+    x, v, vx, eta = 0.8 - 0.5j, 0.6, 0.2, 0.7
+    grid = np.linspace(-4, 4, 801)
+    re, im = np.meshgrid(grid, grid, indexing="ij")
+    s = re + 1j * im
+    density = np.exp(-eta * np.abs(x - s) ** 2 / vx - np.abs(s) ** 2 / v)
+    density /= density.sum()
+    mean = (density * s).sum()
+    variance = (density * np.abs(s - mean) ** 2).sum()
+    vx_t = torch.tensor(vx, dtype=torch.float64)
+    a, v_phi = per_bin_posterior(torch.tensor([v]), torch.tensor([eta]), vx_t)
+    np.testing.assert_allclose(complex(a[0] * x), mean, rtol=1e-6)
+    np.testing.assert_allclose(float(v_phi[0]), variance, rtol=1e-4)
+    a1, _ = per_bin_posterior(torch.tensor([v]), torch.tensor([1.0]), vx_t)  # eta = 1: Wiener gain
+    np.testing.assert_allclose(float(a1[0]), v / (v + vx), rtol=1e-12)
+
+
+def test_additive_posterior_equals_gaussian_conditioning():
+    v = np.array([0.5, 1.5, 0.2])
+    vx = 0.1
+    # s ~ N(0, diag v), x = sum s + e: E[s | x] = C_sx / C_xx x, Var[s_n | x] = v_n - v_n^2 / C_xx
+    c_xx = v.sum() + vx
+    a, v_phi = additive_posterior(torch.tensor(v), torch.tensor(vx, dtype=torch.float64))
+    np.testing.assert_allclose(a.numpy(), v / c_xx, rtol=1e-12)
+    np.testing.assert_allclose(v_phi.numpy(), v - v**2 / c_xx, rtol=1e-12)
+
+
+def test_segments_cover_the_signal_without_padding():
+    assert segment_starts(40, 50, 25) == [0]
+    assert segment_starts(120, 50, 25) == [0, 25, 50, 70]
+    assert segment_starts(120, 0, 0) == [0]
+
+
+def test_config_is_validated():
+    for bad in ({"iterations": 0}, {"rho": 0.0}, {"sampling": "uniform"}, {"mixture": "sum"},
+                {"segment": 10, "overlap": 10}, {"temperature": 2.0}, {"unknown": 1}):
+        with pytest.raises((ConfigError, TypeError)):
+            SeparateConfig(**bad)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# stacked priors and batching
+
+
+def test_stacked_priors_equal_each_prior_step_by_step():
+    priors = [tiny_srnn(20, 1), tiny_srnn(20, 2)]
+    stack = StackedSRNN(priors, "cpu")
+    gen = torch.Generator().manual_seed(3)
+    power = torch.rand(2, 3, 9, 20, generator=gen) * torch.exp(stack.x_mean[:, None])
+    z = torch.randn(2, 3, 9, 3, generator=gen)
+    with torch.no_grad():
+        state, e = stack.start(3), stack.first_input(3)
+        variances = []
+        for t in range(9):
+            v, state = stack.step(state, e, z[:, :, t])
+            variances.append(v)
+            e = stack.embed(power[:, :, t])
+        variances = torch.stack(variances, 2)
+        recon = stack.reconstruct(power)
+        for n, prior in enumerate(priors):
+            s, x_prev, expected = prior.init_state(3), prior.x0(3), []
+            for t in range(9):
+                _, var, s = prior.step(s, x_prev, z[n, :, t])
+                expected.append(var)
+                x_prev = power[n, :, t]
+            torch.testing.assert_close(variances[n], torch.stack(expected, 1), rtol=1e-5, atol=0)
+            run = prior._run(power[n], use_posterior=True, sample=False)
+            torch.testing.assert_close(recon[n], run["var"], rtol=1e-5, atol=0)
+
+
+def test_priors_of_different_sizes_run_in_groups_in_prior_order():
+    priors = [tiny_srnn(20, 1), tiny_srnn(20, 2, h_dim=5), tiny_srnn(20, 3)]
+    bank = SourceBank(priors, "cpu")
+    assert len(bank.groups) == 2
+    power = torch.rand(3, 2, 6, 20) * 1e-3
+    with torch.no_grad():
+        joined = bank.reconstruct(power)
+        for n, prior in enumerate(priors):
+            torch.testing.assert_close(joined[n], prior._run(power[n], use_posterior=True, sample=False)["var"])
+
+
+def _mixtures(n: int, seconds: float, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(0.1 * rng.normal(size=int(seconds * RATE))).astype(np.float32) for _ in range(n)]
+
+
+@pytest.mark.parametrize("mixture", ["per_bin", "additive"])
+def test_batched_equals_one_by_one(mixture):
+    priors = [tiny_srnn(65, 1), tiny_srnn(65, 2)]
+    config = SeparateConfig(iterations=3, segment=20, overlap=5, mixture=mixture, update_rho=True)
+    waves = _mixtures(2, 0.3, 4) + _mixtures(1, 0.1, 5)  # 151, 151 and 51 frames
+    together = separate(waves, priors, config, setting=SMALL)
+    for wave, batched in zip(waves, together.sources):
+        alone = separate(wave, priors, config, setting=SMALL).sources[0]
+        assert batched.shape == (2, len(wave))
+        np.testing.assert_allclose(batched, alone, rtol=1e-4, atol=1e-6)
+    assert all(np.isfinite(c).all() and len(c) == 3 for c in together.cost)
+
+
+@pytest.mark.parametrize("sampling", ["gaussian", "mean", "tempered"])
+def test_never_nan_on_silence_padded_input(sampling):
+    wave = np.zeros(int(0.2 * RATE), np.float32)
+    wave[1000:2000] = 0.1 * np.sin(np.arange(1000) * 0.3)
+    result = separate(wave, [tiny_srnn(65, 1), tiny_srnn(65, 2)], SeparateConfig(iterations=3, sampling=sampling),
+                      setting=SMALL)
+    assert np.isfinite(result.sources[0]).all() and np.isfinite(result.cost[0]).all()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# a synthetic two-source separation with tiny priors trained here
+
+
+def harmonic_tones(seconds: float, seed: int) -> np.ndarray:
+    """Notes of 0.15 s, each a random fundamental (250-600 Hz) with 4 decaying harmonics."""
+    rng = np.random.default_rng(seed)
+    note = int(0.15 * RATE)
+    t = np.arange(note) / RATE
+    notes = [sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 5)) * np.hanning(note)
+             for f0 in rng.uniform(250, 600, size=int(seconds / 0.15) + 1)]
+    return (0.1 * np.concatenate(notes)[: int(seconds * RATE)]).astype(np.float32)
+
+
+def noise_bands(seconds: float, seed: int) -> np.ndarray:
+    """White noise band-passed to 4-7 kHz, with a slow random envelope."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    spectrum = np.fft.rfft(rng.normal(size=n))
+    freqs = np.fft.rfftfreq(n, 1 / RATE)
+    band = np.fft.irfft(spectrum * ((freqs > 4000) & (freqs < 7000)), n)
+    envelope = np.interp(np.arange(n), np.linspace(0, n, 20), rng.uniform(0.3, 1.0, size=20))
+    return (0.1 * band / band.std() * envelope).astype(np.float32)
+
+
+def trained_prior(make, tmp_path, name: str) -> SRNN:
+    frames = power_frames([make(4.0, seed=10)], SMALL)
+    val = power_frames([make(1.0, seed=11)], SMALL)
+    data = SpectrogramData(train=frames, val=val[: (len(val) // 12) * 12].reshape(-1, 12, frames.shape[1]),
+                           corpus=name, speakers=[name])
+    config = {"seed": 0,
+              "model": {"model": "srnn", "x_dim": SMALL.n_bins, "z_dim": 3, "h_dim": 12, "dense_dim": 24,
+                        "embed_dim": 12, "likelihood": "itakura_saito", "param": "log_power"},
+              "data": {"audio": {"corpus": "unused", "segment": 12}},
+              "train": {"batch_size": 16, "epochs": 8, "batches_per_epoch": 8, "kl_warmup_epochs": 2, "lr": 1e-2,
+                        "threads": 1, "patience": 100},
+              "output": {"dir": str(tmp_path / name), "plot": False}}
+    return train_prior(config, log=lambda message: None, progress=False, data=data).model
+
+
+def test_synthetic_two_source_separation_improves_si_sdr(tmp_path):
+    priors = [trained_prior(harmonic_tones, tmp_path, "tones"), trained_prior(noise_bands, tmp_path, "bands")]
+    refs = np.stack([harmonic_tones(0.6, seed=20), noise_bands(0.6, seed=21)])
+    mixture = refs.sum(0)
+    for config in (SeparateConfig(iterations=5), SeparateConfig(iterations=5, mixture="additive")):
+        estimates = separate(mixture, priors, config, setting=SMALL).sources[0]
+        gains = [si_sdr(estimates[n], refs[n]) - si_sdr(mixture, refs[n]) for n in range(2)]
+        assert min(gains) > 5.0, (config.mixture, gains)
+    irm = oracle_separate(mixture, refs, "irm", setting=SMALL)
+    assert min(si_sdr(irm[n], refs[n]) for n in range(2)) > 10.0
+
+
+def test_supervised_nmf_separates_sources_of_disjoint_bases():
+    W = torch.zeros(65, 2)
+    W[:30, 0], W[30:, 1] = 1 / 30, 1 / 35
+    refs = np.stack([harmonic_tones(0.5, seed=1), noise_bands(0.5, seed=2)])
+    bases = [NMFBasis(W[:, :1], -6.0), NMFBasis(W[:, 1:], -6.0)]
+    estimates = nmf_separate(refs.sum(0), bases, SeparateConfig(nmf_iterations=30), setting=SMALL).sources[0]
+    assert min(si_sdr(estimates[n], refs[n]) for n in range(2)) > 8.0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# tools/separate.py
+
+
+@pytest.fixture
+def tool_files(tmp_path):
+    refs = np.stack([harmonic_tones(0.5, seed=1), noise_bands(0.5, seed=2)])
+    write_audio(tmp_path / "mix.wav", refs.sum(0))
+    write_audio(tmp_path / "mix_tones.wav", refs[0])
+    write_audio(tmp_path / "mix_bands.wav", refs[1])
+    tiny_srnn(513, 1).save(tmp_path / "tones.pt")
+    tiny_srnn(513, 2).save(tmp_path / "bands.pt")
+    return tmp_path
+
+
+def run_tool(tmp, *argv, sources=("tones.pt", "bands.pt")):
+    """The tool's exit code (argparse's own errors included) with the tiny priors unless argv names sources."""
+    default = [] if "--sources" in argv else ["--sources", *(str(tmp / s) for s in sources)]
+    try:
+        return load_tool("separate").main([*argv, *default, "--no-progress", "--iterations", "2"])
+    except SystemExit as exit_:
+        return exit_.code
+
+
+def test_separate_tool_writes_sources_png_scores_json(tool_files, capsys):
+    out = tool_files / "out"
+    code = run_tool(tool_files, str(tool_files / "mix.wav"), "--refs", str(tool_files), "--out", str(out),
+                    "--json", str(tool_files / "r.json"))
+    assert code == 0
+    for label in ("tones", "bands"):
+        data, rate = soundfile.read(out / f"mix_{label}.wav")
+        assert rate == RATE and data.shape == (RATE // 2,)
+    assert (out / "mix.png").stat().st_size > 1000
+    summary = json.loads((tool_files / "r.json").read_text())
+    scores = summary["files"][0]["scores"]
+    assert set(scores) >= {"si_sdr", "sdr", "sir", "sar", "si_sdr_mix"} and all(map(math.isfinite, scores["sdr"]))
+    text = capsys.readouterr().out
+    assert "SI-SDR" in text and "tones" in text
+
+
+@pytest.mark.parametrize("method", ["irm", "ibm"])
+def test_separate_tool_oracle_masks(tool_files, method):
+    refs = [str(tool_files / "mix_tones.wav"), str(tool_files / "mix_bands.wav")]
+    out = tool_files / method
+    assert run_tool(tool_files, str(tool_files / "mix.wav"), "--method", method, "--refs", *refs,
+                    "--out", str(out)) == 0
+    assert (out / "mix_tones.wav").is_file()
+
+
+def test_separate_tool_nmf_with_basis_files(tool_files):
+    W = torch.rand(513, 4) + 0.1
+    for n, name in enumerate(("tones_nmf.pt", "bands_nmf.pt")):
+        NMFBasis(W / W.sum(0), -6.0 + n).save(tool_files / name)
+    out = tool_files / "nmf"
+    assert run_tool(tool_files, str(tool_files / "mix.wav"), "--method", "nmf", "--out", str(out),
+                    sources=("tones_nmf.pt", "bands_nmf.pt")) == 0
+    assert (out / "mix_tones_nmf.wav").is_file()
+
+
+def test_separate_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsys):
+    tmp = tool_files
+    (tmp / "empty.wav").write_bytes(b"")
+    (tmp / "garbage.wav").write_bytes(b"not a wave file at all" * 10)
+    soundfile.write(tmp / "stereo.wav", np.zeros((4000, 2), np.float32) + 0.1, RATE)
+    soundfile.write(tmp / "silent.wav", np.zeros(4000, np.float32), RATE)
+    soundfile.write(tmp / "short.wav", np.full(500, 0.1, np.float32), RATE)
+    nan = np.full(4000, 0.1, np.float32)
+    nan[100] = np.nan
+    soundfile.write(tmp / "nan.wav", nan, RATE, subtype="FLOAT")
+    (tmp / "corrupt.pt").write_bytes(b"\x80\x04garbage")
+    soundfile.write(tmp / "mix_short_ref.wav", np.full(4000, 0.1, np.float32), RATE)
+    mix, refs = str(tmp / "mix.wav"), [str(tmp / "mix_tones.wav"), str(tmp / "mix_bands.wav")]
+    cases = {name: ([str(tmp / name)], code, name) for name, code in
+             (("empty.wav", 4), ("garbage.wav", 4), ("stereo.wav", 4), ("silent.wav", 4), ("short.wav", 4),
+              ("nan.wav", 4), ("missing.wav", 3))}
+    cases |= {
+        "corrupt prior": ([mix, "--sources", str(tmp / "corrupt.pt"), str(tmp / "bands.pt")], 4, "corrupt.pt"),
+        "unknown source": ([mix, "--sources", "nosuchsource", str(tmp / "bands.pt")], 3, "nosuchsource"),
+        "ref count": ([mix, "--refs", refs[0]], 2, "reference"),
+        "ref length": ([mix, "--refs", refs[0], str(tmp / "mix_short_ref.wav")], 4, "mix_short_ref.wav"),
+        "ref missing": ([mix, "--refs", refs[0], str(tmp / "nope.wav")], 3, "nope.wav"),
+        "oracle without refs": ([mix, "--method", "irm"], 2, "--refs"),
+        "bad config": ([mix, "--rho", "0"], 4, "rho"),
+        "no input": ([], 2, "--demo"),
+    }
+    for case, (argv, code, named) in cases.items():
+        out = tmp / f"out_{case.replace(' ', '_')}"
+        assert run_tool(tmp, *argv, "--out", str(out)) == code, case
+        assert named in capsys.readouterr().err, case
+        assert not out.exists(), case
+
+
+def test_shipped_flute_prior_and_demo_files():
+    try:
+        prior = load_prior("srnn_flute")
+    except FileNotFoundError:
+        pytest.skip("data/priors/srnn_flute.pt not trained yet")
+    assert isinstance(prior, SRNN) and prior.config["x_dim"] == 513 and prior.config["param"] == "log_power"
+    audio = prior.meta["train_config"]["data"]["audio"]
+    assert audio["folder"].endswith("flute") and "fluidr3_17.flac" not in prior.meta["data"]["train_speakers"]
+    from mixdvae.resources import shipped_dir
+
+    demo = shipped_dir("audio_demo")
+    for name in load_tool("separate").DEMO_FILES:
+        assert soundfile.info(demo / name).samplerate == RATE

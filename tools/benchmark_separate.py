@@ -1,0 +1,237 @@
+#!/usr/bin/env python
+"""Benchmark of speech + flute separation: mixture, supervised NMF, MixDVAE variants and the oracle masks.
+
+A seeded test set: ``--pairs`` pairs of a speech excerpt and a flute excerpt of ``--seconds`` s, each mixed at
+every speech-to-flute ratio of ``--ratios`` (default -5, 0, 5 dB). Speech comes from the held-out split of the
+speech corpus (``test``: June, fr_CA, a speaker the speech prior never heard); flute from the flute files of the
+soundfont the flute prior was NOT trained on (read from the prior's training config: a prior trained on
+``fluidr3_*`` is tested on ``musescore_*`` and the other way round). ``--split val`` builds the same kind of set
+from validation material (the corpus's val split, the flute prior's own validation files), for tuning.
+
+Table: per method, SI-SDR / SDR / SIR / SAR of each source averaged over the set (dB; BSS Eval v4, no
+permutation) and the real-time factor (CPU seconds per second of audio, one torch thread). Supervised NMF: one
+IS-NMF basis per source learned on that source's prior's training data (speech: the shipped ``nmf_speech``;
+flute: learned here on the flute prior's training files, rank ``--nmf-rank``).
+
+Examples:
+    python tools/benchmark_separate.py                                      # srnn_flute (FluidR3) vs MuseScore
+    python tools/benchmark_separate.py --flute-prior runs/prior_flute_musescore/srnn.pt
+    python tools/benchmark_separate.py --split val --variants default mean additive --json val.json
+    python tools/benchmark_separate.py --ship-nmf      # learn data/priors/nmf_flute.pt from srnn_flute's data
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mixdvae.audio import read_audio
+from mixdvae.audio.corpus import load_split
+from mixdvae.audio.enhance import NMFBasis, learn_nmf_basis
+from mixdvae.audio.mixing import snr_db
+from mixdvae.audio.separate import (
+    SCORES,
+    SeparateConfig,
+    load_sources,
+    nmf_separate,
+    oracle_separate,
+    separate,
+    separation_scores,
+)
+from mixdvae.cli import guarded, parser
+from mixdvae.dvae import PRIORS_DIR, load_prior
+from mixdvae.dvae.training import folder_files, resolve_path
+from mixdvae.errors import UsageError
+from mixdvae.mot import atomic_write_text
+
+RATE = 16000
+SOURCES = ("speech", "flute")
+# MixDVAE variants: the named options of mixdvae.audio.separate.SeparateConfig (beside the defaults)
+VARIANTS = {
+    "default": {},
+    "research": {"sampling": "gaussian", "mixture": "per_bin", "update_rho": False, "iterations": 70},
+    "gaussian": {"sampling": "gaussian"},
+    "mean": {"sampling": "mean"},
+    "tempered": {"sampling": "tempered"},
+    "per_bin": {"mixture": "per_bin"},
+    "additive": {"mixture": "additive"},
+    "fixed_rho": {"update_rho": False},
+    "update_rho": {"update_rho": True},
+}
+SOUNDFONTS = ("fluidr3", "musescore")
+
+
+def parse_args(argv=None):
+    ap = parser(__doc__)
+    ap.add_argument("--speech-prior", default="srnn_speech", help="speech prior (name or path)")
+    ap.add_argument("--flute-prior", default="srnn_flute", help="flute prior (name or path)")
+    ap.add_argument("--split", choices=("test", "val"), default="test", help="test set (default) or validation set")
+    ap.add_argument("--corpus", default="data/speech", help="speech corpus of tools/make_speech_corpus.py")
+    ap.add_argument("--flute-files", help="glob of the flute files (default: the soundfont the prior never heard)")
+    ap.add_argument("--pairs", type=int, default=4, help="speech/flute excerpt pairs (default 4)")
+    ap.add_argument("--seconds", type=float, default=4.0, help="length of each mixture (default 4 s)")
+    ap.add_argument("--ratios", type=float, nargs="+", default=[-5.0, 0.0, 5.0], help="speech-to-flute ratios (dB)")
+    ap.add_argument("--variants", nargs="+", default=["default"], choices=sorted(VARIANTS), help="MixDVAE variants")
+    ap.add_argument("--iterations", type=int, help="VEM iterations of every variant (default: the config's)")
+    ap.add_argument("--nmf-rank", type=int, default=32, help="rank of the flute NMF basis (default 32)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the test set and of the VEM (default 0)")
+    ap.add_argument("--json", type=Path, metavar="FILE", help="write the table and the per-mixture scores")
+    ap.add_argument("--ship-nmf", action="store_true", help="learn the flute NMF basis and write it to "
+                                                            "data/priors/nmf_flute.pt, then stop")
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    return ap.parse_args(argv)
+
+
+def flute_data(prior) -> dict:
+    """The ``data: audio:`` section the flute prior was trained with (folder, train and val patterns)."""
+    audio = ((prior.meta.get("train_config") or {}).get("data") or {}).get("audio") or {}
+    if not audio.get("folder"):
+        raise UsageError("the flute prior holds no training folder in its metadata (train it with "
+                         "tools/train_prior.py and a data: audio: folder: config)")
+    return audio
+
+
+def other_soundfont(patterns) -> str:
+    """The glob of the soundfont the prior's training patterns do not name."""
+    text = " ".join([patterns] if isinstance(patterns, str) else patterns)
+    unseen = [name for name in SOUNDFONTS if name not in text]
+    if len(unseen) != 1:
+        raise UsageError(f"cannot tell the unseen soundfont from the training files {patterns!r}: give --flute-files")
+    return f"{unseen[0]}_*.flac"
+
+
+def learn_flute_basis(audio: dict, rank: int, seed: int) -> NMFBasis:
+    """IS-NMF basis of the flute prior's training files."""
+    files = folder_files(resolve_path(audio["folder"]), audio["train"])
+    waves = [read_audio(f).samples for f in files]
+    return learn_nmf_basis(waves, rank=rank, seed=seed, meta={"folder": str(audio["folder"]),
+                                                              "files": [f.name for f in files]})
+
+
+def excerpt(signal: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """``length`` samples of ``signal`` from a seeded random offset (no wrap-around)."""
+    if len(signal) < length:
+        raise UsageError(f"a source of {len(signal)} samples is shorter than a mixture ({length})")
+    start = int(rng.integers(len(signal) - length + 1))
+    return signal[start : start + length]
+
+
+def build_set(args, audio: dict) -> list[dict]:
+    """The seeded mixtures: each ``{"mixture", "references" (2, n), "ratio", "pair", "flute_file"}``."""
+    corpus = load_split(resolve_path(args.corpus), args.split)
+    speech = np.concatenate([corpus.utterance(i) for i in range(len(corpus))])
+    if args.split == "val":
+        flute_glob = audio["val"]
+    else:
+        flute_glob = args.flute_files or other_soundfont(audio["train"])
+    files = folder_files(resolve_path(audio["folder"]), flute_glob)
+    flutes = {f.name: read_audio(f).samples for f in files}
+    rng = np.random.default_rng(args.seed)
+    length = int(round(args.seconds * RATE))
+    out = []
+    for pair in range(args.pairs):
+        s = excerpt(speech, length, rng)
+        name = sorted(flutes)[int(rng.integers(len(flutes)))]
+        f = excerpt(flutes[name], length, rng)
+        for ratio in args.ratios:
+            scaled = f * 10 ** ((snr_db(s, f) - ratio) / 20)
+            refs = np.stack([s, scaled]).astype(np.float32)
+            out.append({"mixture": refs.sum(0), "references": refs, "ratio": ratio, "pair": pair,
+                        "flute_file": name})
+    return out
+
+
+def evaluate(name: str, estimates: list[np.ndarray], items: list[dict], cpu_seconds: float | None) -> dict:
+    """Mean scores per source over the set, per-ratio SI-SDR, and the per-mixture scores."""
+    scores = [separation_scores(e, it["references"], it["mixture"]) for e, it in zip(estimates, items)]
+    audio_seconds = sum(len(it["mixture"]) for it in items) / RATE
+    row = {"method": name, "rtf": None if cpu_seconds is None else cpu_seconds / audio_seconds}
+    for n, source in enumerate(SOURCES):
+        for key in SCORES:
+            row[f"{source}_{key}"] = float(np.mean([s[key][n] for s in scores]))
+        for ratio in sorted({it["ratio"] for it in items}):
+            row[f"{source}_si_sdr@{ratio:g}"] = float(np.mean([s["si_sdr"][n] for s, it in zip(scores, items)
+                                                               if it["ratio"] == ratio]))
+    row["per_mixture"] = [{"ratio": it["ratio"], "pair": it["pair"], "flute_file": it["flute_file"], **s}
+                          for s, it in zip(scores, items)]
+    return row
+
+
+def mixture_row(items: list[dict]) -> dict:
+    """The unprocessed mixture as the estimate of both sources."""
+    return evaluate("mixture", [np.stack([it["mixture"]] * 2) for it in items], items, None)
+
+
+@guarded
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    flute_prior = load_prior(args.flute_prior)
+    audio = flute_data(flute_prior)
+    if args.ship_nmf:
+        basis = learn_flute_basis(audio, args.nmf_rank, args.seed)
+        basis.save(PRIORS_DIR / "nmf_flute.pt")
+        print(f"shipped {PRIORS_DIR / 'nmf_flute.pt'} (rank {args.nmf_rank}, files {basis.meta['files']})")
+        return 0
+    items = build_set(args, audio)
+    waves = [it["mixture"] for it in items]
+    priors = load_sources([args.speech_prior], "mixdvae") + [flute_prior]
+    bases = load_sources(["speech"], "nmf") + [learn_flute_basis(audio, args.nmf_rank, args.seed)]
+    rows = [mixture_row(items)]
+    nmf = nmf_separate(waves, bases)
+    rows.append(evaluate("supervised NMF", nmf.sources, items, nmf.cpu_seconds))
+    for variant in args.variants:
+        overrides = dict(VARIANTS[variant]) | {"seed": args.seed}
+        if args.iterations is not None:
+            overrides["iterations"] = args.iterations
+        config = SeparateConfig(**overrides)
+        with tqdm(total=len(items), desc=f"MixDVAE {variant}", unit="mix", disable=args.no_progress,
+                  file=sys.stderr) as bar:
+            estimates, cpu = [], 0.0
+            for wave in waves:  # one mixture at a time: the real-time factor of a single file
+                result = separate(wave, priors, config)
+                estimates.append(result.sources[0])
+                cpu += result.cpu_seconds
+                bar.update(1)
+        row = evaluate(f"MixDVAE {variant}", estimates, items, cpu)
+        row["config"] = vars(config)
+        rows.append(row)
+    for kind in ("irm", "ibm"):
+        start = time.process_time()
+        estimates = [oracle_separate(it["mixture"], it["references"], kind) for it in items]
+        rows.append(evaluate(f"oracle {kind.upper()}", estimates, items, time.process_time() - start))
+    print(describe(args, audio, items))
+    print(format_table(rows))
+    if args.json:
+        summary = {"set": describe(args, audio, items), "args": {k: str(v) for k, v in vars(args).items()},
+                   "rows": rows}
+        atomic_write_text(args.json, json.dumps(summary, indent=1, default=float))
+    return 0
+
+
+def describe(args, audio: dict, items: list[dict]) -> str:
+    flute_files = sorted({it["flute_file"] for it in items})
+    return (f"{len(items)} mixtures of {args.seconds:g} s ({args.pairs} pairs x ratios {args.ratios} dB), split "
+            f"{args.split}, seed {args.seed}; speech prior {args.speech_prior}, flute prior {args.flute_prior} "
+            f"(trained on {audio['train']}); flute files {flute_files}")
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table: per method, the four scores of each source and the real-time factor."""
+    head = "| method | " + " | ".join(f"{s} {k.upper().replace('_', '-')}" for s in SOURCES for k in SCORES)
+    lines = [head + " | RTF |", "|---" * (2 + len(SOURCES) * len(SCORES)) + "|"]
+    for row in rows:
+        cells = " | ".join(f"{row[f'{s}_{k}']:.2f}" for s in SOURCES for k in SCORES)
+        rtf = "" if row["rtf"] is None else f"{row['rtf']:.2f}"
+        lines.append(f"| {row['method']} | {cells} | {rtf} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
