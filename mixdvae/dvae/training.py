@@ -201,12 +201,14 @@ def build_data(config: dict, log: Callable[[str], None] = print) -> PriorData:
             names.append(name)
     train_tracks, val_tracks = split_tracks(tracks, float(real.get("val_fraction", 0.0)), seed)
     train_real = real_windows(
-        train_tracks, length, int(real["stride"]), int(real["min_length"]), bool(real["flip"]), real.get("subsample_min_fps")
+        train_tracks, length, int(real["stride"]), int(real["min_length"]), bool(real["flip"]),
+        real.get("subsample_min_fps")
     )
     val_real = windows_from_tracks(val_tracks, length, None, int(real["min_length"]))
     parts = []
     if synth.get("piecewise"):
-        parts.append(piecewise_trajectories(int(synth["piecewise"]), length, seed + 101, **(synth.get("piecewise_args") or {})))
+        piecewise_args = synth.get("piecewise_args") or {}
+        parts.append(piecewise_trajectories(int(synth["piecewise"]), length, seed + 101, **piecewise_args))
     if synth.get("walker"):
         from ..data import WalkerParams
 
@@ -511,7 +513,8 @@ def _train(config: dict, log, progress: bool, data) -> TrainResult:
     log(f"model: {name}, {sum(p.numel() for p in model.parameters())} parameters, inc_std={stats.get('inc_std')}")
 
     cv = batches.fit_cv()
-    optimiser = torch.optim.Adam(model.parameters(), lr=float(train_cfg["lr"]), weight_decay=float(train_cfg["weight_decay"]))
+    optimiser = torch.optim.Adam(model.parameters(), lr=float(train_cfg["lr"]),
+                                 weight_decay=float(train_cfg["weight_decay"]))
     generator = torch.Generator(device="cpu").manual_seed(seed)
     batch_rng = np.random.default_rng(seed + 1)
     history: list[dict] = []
@@ -522,7 +525,8 @@ def _train(config: dict, log, progress: bool, data) -> TrainResult:
     max_seconds = float(train_cfg.get("max_minutes") or 1e9) * 60
     for epoch in range(epochs):
         beta = _schedule(epoch, 0, float(train_cfg["kl_warmup_epochs"]), float(train_cfg["beta"]))
-        p_own = _schedule(epoch, float(train_cfg["ss_start_epoch"]), float(train_cfg["ss_ramp_epochs"]), float(train_cfg["ss_max"]))
+        p_own = _schedule(epoch, float(train_cfg["ss_start_epoch"]), float(train_cfg["ss_ramp_epochs"]),
+                          float(train_cfg["ss_max"]))
         model.train()
         sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "pred": 0.0}
         for _ in range(int(train_cfg["batches_per_epoch"])):
@@ -544,12 +548,14 @@ def _train(config: dict, log, progress: bool, data) -> TrainResult:
                 sums[key] += float(value.detach())
         n_batches = int(train_cfg["batches_per_epoch"])
         row = {k: v / n_batches for k, v in sums.items()}
-        row.update(epoch=epoch + 1, beta=beta, p_own=p_own, lr=optimiser.param_groups[0]["lr"], seconds=time.time() - started)
+        row.update(epoch=epoch + 1, beta=beta, p_own=p_own, lr=optimiser.param_groups[0]["lr"],
+                   seconds=time.time() - started)
         row.update(batches.validate(model))
         history.append(row)
         score = row.get("val_score", row["loss"])
         # best model only once the schedules have reached their final values (scores are comparable then)
-        settled = epoch + 1 >= max(float(train_cfg["kl_warmup_epochs"]), float(train_cfg["ss_start_epoch"]) + float(train_cfg["ss_ramp_epochs"]))
+        ss_done = float(train_cfg["ss_start_epoch"]) + float(train_cfg["ss_ramp_epochs"])
+        settled = epoch + 1 >= max(float(train_cfg["kl_warmup_epochs"]), ss_done)
         if settled and score < best[0]:
             best = (score, epoch + 1, copy.deepcopy(model.state_dict()))
             bad_epochs = lr_bad = 0
@@ -570,7 +576,8 @@ def _train(config: dict, log, progress: bool, data) -> TrainResult:
             break
     bar.close()
     if best[2] is None:  # never settled: keep the last weights
-        best = (history[-1].get("val_score", history[-1]["loss"]), history[-1]["epoch"], copy.deepcopy(model.state_dict()))
+        score = history[-1].get("val_score", history[-1]["loss"])
+        best = (score, history[-1]["epoch"], copy.deepcopy(model.state_dict()))
     model.load_state_dict(best[2])
     model.eval()
     seconds = time.time() - started
@@ -625,7 +632,9 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> None:
 
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("loss", "train loss"), ("recon", "train -log p(x|z)"), ("pred", "train prediction loss (sched. sampling)")):
+    train_curves = (("loss", "train loss"), ("recon", "train -log p(x|z)"),
+                    ("pred", "train prediction loss (sched. sampling)"))
+    for key, label in train_curves:
         axes[0].plot(epochs, [row[key] for row in history], label=label)
     for key, label in (("val_score", "val score (early stopping)"), ("val_nll1", "val NLL (next step)"),
                        ("val_own_err", "val own-fed scaled sq. error"), ("val_recon", "val -log p(x|z)")):
