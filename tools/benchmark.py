@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-from mixdvae.trackers import TRACKERS, make_tracker
 
 from mixdvae.cli import guarded
 from mixdvae.cli import parser as make_parser
@@ -27,6 +26,7 @@ from mixdvae.errors import EXIT_OK
 from mixdvae.evaluation import COMBINED, format_table
 from mixdvae.resources import config_file
 from mixdvae.runner import DEFAULT_DATA_ROOT, MOT15_ROOT, load_sequences, run_tracker, score_results, write_json
+from mixdvae.trackers import TRACKERS, make_tracker
 
 COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "FP", "FN", "fps")
 
@@ -43,6 +43,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="torch CPU threads for the VEM trackers (default: %(default)s: their many small "
                              "operations run fastest on one core)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write {data_set: {entry: scores}} as JSON")
+    parser.add_argument("--scaling", action="store_true",
+                        help="instead: time the trackers on synthetic scenes of 5, 20, 50, 100 and 200 people "
+                             "(the same frames), print fps and seconds per frame and plot them (mixdvae.scaling)")
+    parser.add_argument("--scaling-frames", type=int, default=150,
+                        help="frames of each scaling scene (default: %(default)s)")
+    parser.add_argument("--plot", type=Path, default=Path("runs/scaling.png"),
+                        help="the scaling plot, log-log PNG (default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -70,10 +77,29 @@ def benchmark_entry(tracker_name: str, config, sequences, data_root: Path, repea
     return {**scores, "fps": frames / seconds, "frames": frames, "seconds": seconds}
 
 
+def scaling(args) -> int:
+    """``--scaling``: seconds per frame against the number of people, a table, the growth from 20 to 200 people
+    and a log-log plot."""
+    from mixdvae import scaling as sc
+
+    rows = sc.measure(args.trackers, sc.scaling_scenes(frames=args.scaling_frames), args.repeats)
+    print(sc.format_rows(rows) + "\n")
+    for name in args.trackers:
+        g = sc.growth(rows, name)
+        print(f"{name}: 20 -> 200 people: cost x{g['cost_ratio']:.2f} for x{g['people_ratio']:.2f} people "
+              f"(relative {g['relative']:.2f}, log-log slope {g['slope']:.2f})")
+    print(f"plot: {sc.plot(rows, args.plot)}")
+    if args.json:
+        write_json(args.json, rows)
+    return EXIT_OK
+
+
 @guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.scaling:
+        return scaling(args)
     report = {}
     for data_root in args.data_roots:
         if data_root.resolve() != DEFAULT_DATA_ROOT and not data_root.is_dir():
