@@ -19,19 +19,25 @@ Two motion models:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from filterpy.kalman import KalmanFilter
 
 from mixdvae.boxes import cxcywh_to_xywh, match_iou, xywh_to_cxcywh
 from mixdvae.config import Range
 from mixdvae.trackers import register
 from mixdvae.trackers.base import Tracker, check_detections
 
+if TYPE_CHECKING:
+    from filterpy.kalman import KalmanFilter
+
 MOTION_MODELS = ("sort", "xywh")
 
 
 def _constant_velocity(dim_pos: int, dim_vel: int) -> KalmanFilter:
     """A filterpy filter whose first ``dim_vel`` position coordinates move with constant velocity."""
+    from filterpy.kalman import KalmanFilter  # here: filterpy loads scipy.stats, seconds only this tracker needs
+
     kf = KalmanFilter(dim_x=dim_pos + dim_vel, dim_z=dim_pos)
     kf.F = np.eye(dim_pos + dim_vel)
     kf.F[np.arange(dim_vel), dim_pos + np.arange(dim_vel)] = 1.0
