@@ -63,6 +63,7 @@ VARIANTS = {
     "additive": {"mixture": "additive"},
     "fixed_rho": {"update_rho": False},
     "update_rho": {"update_rho": True},
+    "level_log_power": {"level": "log_power"},
 }
 SOUNDFONTS = ("fluidr3", "musescore")
 

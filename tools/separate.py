@@ -5,7 +5,7 @@ supervised NMF and, with references, the oracle ideal ratio / binary masks.
 
 For every mixture NAME it writes ``NAME_<source>.wav`` per source (16 kHz, 16-bit) and ``NAME.png`` (the
 spectrograms of the mixture, of each estimate and, with ``--refs``, of each reference) in ``--out``; with
-references it prints SI-SDR, SDR, SIR and SAR per source and their improvement over the mixture. Inputs,
+references it prints SI-SDR, SDR, SIR and SAR per source and the gain of the first three over the mixture. Inputs,
 references and priors are all checked before anything is written, and every file is written atomically.
 
 Examples:
@@ -54,6 +54,7 @@ from mixdvae.resources import shipped_dir
 from mixdvae.tools.enhance import collect, output_names
 
 METHODS = ("mixdvae", "nmf", "irm", "ibm")
+IMPROVED = ("si_sdr", "sdr", "sir")  # scores shown with their gain over the mixture (its SAR is meaningless)
 DEMO_FILES = ("speech_flute.wav", "clean.wav", "speech_flute_flute.wav")  # data/audio/demo: mixture, speech, flute
 
 
@@ -209,8 +210,8 @@ def format_table(rows: list[dict], labels: list[str]) -> str:
     scored = [r for r in rows if "scores" in r]
     if not scored:
         return "\n".join(f"{Path(r['input']).name} -> {', '.join(r['outputs'].values())}" for r in rows)
-    head = f"{'file':<24}{'source':<10}" + "".join(f"{name.upper().replace('_', '-'):>9}{'(+)':>7}"
-                                                   for name in SCORES)
+    head = f"{'file':<24}{'source':<10}" + "".join(
+        f"{name.upper().replace('_', '-'):>9}" + (f"{'(+)':>8}" if name in IMPROVED else "") for name in SCORES)
     lines = [head]
     for row in scored:
         for n, label in enumerate(labels):
@@ -223,7 +224,8 @@ def format_table(rows: list[dict], labels: list[str]) -> str:
 
 
 def _cells(scores: dict, n: int) -> str:
-    return "".join(f"{scores[k][n]:>9.2f}{scores[k][n] - scores[k + '_mix'][n]:>+7.2f}" for k in SCORES)
+    return "".join(f"{scores[k][n]:>9.2f}" + (f"{scores[k][n] - scores[k + '_mix'][n]:>+8.2f}" if k in IMPROVED else "")
+                   for k in SCORES)
 
 
 if __name__ == "__main__":
