@@ -51,6 +51,7 @@ from mixdvae.errors import InputError, UsageError
 from . import nmf
 from .io import MODEL_RATE, check_waveform
 from .stft import DEFAULT_STFT, STFT
+from .timing import RealTimeFactors
 
 NMF_FORMAT = "mixdvae-nmf-basis"
 SPEECH_LIKELIHOOD = "itakura_saito"  # the likelihood of a prior of power spectra
@@ -89,7 +90,7 @@ class EnhanceConfig:
 
 
 @dataclass
-class EnhanceResult:
+class EnhanceResult(RealTimeFactors):
     """Outputs of :func:`enhance`, in the order of the inputs.
 
     Attributes:
@@ -108,11 +109,6 @@ class EnhanceResult:
     cpu_seconds: float
     audio_seconds: float
     config: EnhanceConfig = field(default_factory=EnhanceConfig)
-
-    @property
-    def real_time_factor(self) -> float:
-        """Processing seconds (wall clock) per second of audio."""
-        return self.seconds / max(self.audio_seconds, 1e-9)
 
 
 class EnhancementError(InputError):

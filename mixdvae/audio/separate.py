@@ -73,6 +73,7 @@ from . import nmf
 from .enhance import NMFBasis, log_level
 from .io import MODEL_RATE, check_waveform
 from .stft import DEFAULT_STFT, STFT
+from .timing import RealTimeFactors
 
 SUPPORTED_PRIOR = "srnn"
 PRIOR_LIKELIHOOD = "itakura_saito"
@@ -118,7 +119,7 @@ class SeparateConfig:
 
 
 @dataclass
-class SeparationResult:
+class SeparationResult(RealTimeFactors):
     """Outputs of a separation, in the order of the inputs.
 
     Attributes:
@@ -137,16 +138,6 @@ class SeparationResult:
     cpu_seconds: float
     audio_seconds: float
     config: SeparateConfig = field(default_factory=SeparateConfig)
-
-    @property
-    def real_time_factor(self) -> float:
-        """Processing seconds (wall clock) per second of audio."""
-        return self.seconds / max(self.audio_seconds, 1e-9)
-
-    @property
-    def cpu_real_time_factor(self) -> float:
-        """CPU seconds per second of audio (with one torch thread: the time on one core)."""
-        return self.cpu_seconds / max(self.audio_seconds, 1e-9)
 
 
 class SeparationError(InputError):
