@@ -105,6 +105,16 @@ def check_params(values: Mapping[str, Any], specs: Mapping[str, tuple[Any, Any]]
     return checked
 
 
+def validate_fields(instance: Any, owner: str) -> None:
+    """Validate every field of a dataclass ``instance`` against its annotations and its class's ``BOUNDS``, and
+    store the converted values (``5`` becomes ``5.0`` for a float, a list a tuple): a dataclass's
+    ``__post_init__``. Raises :class:`ConfigError` naming ``owner`` and the key."""
+    values = {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}
+    checked = check_params(values, parameter_specs(type(instance)), getattr(instance, "BOUNDS", None), owner)
+    for name, value in checked.items():
+        object.__setattr__(instance, name, value)  # also for frozen dataclasses
+
+
 def _check_bound(value: Any, bound: Bound) -> None:
     if value is None:
         return

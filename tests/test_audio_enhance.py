@@ -18,6 +18,7 @@ from mixdvae.audio.metrics import si_sdr
 from mixdvae.dvae import SRNN
 from mixdvae.dvae.vae import VAE
 from mixdvae.errors import ConfigError
+from tests.conftest import write_bad_audio
 from tests.tools_loader import load_tool
 
 RATE = 16000
@@ -187,22 +188,8 @@ def test_enhance_tool_writes_wav_png_json(tool_files, capsys):
     assert "SI-SDR" in capsys.readouterr().out
 
 
-def _bad_inputs(tmp):
-    (tmp / "empty.wav").write_bytes(b"")
-    (tmp / "garbage.wav").write_bytes(b"not a wave file at all" * 10)
-    soundfile.write(tmp / "stereo.wav", np.zeros((4000, 2), np.float32) + 0.1, RATE)
-    soundfile.write(tmp / "silent.wav", np.zeros(4000, np.float32), RATE)
-    soundfile.write(tmp / "short.wav", np.full(500, 0.1, np.float32), RATE)
-    nan = np.full(4000, 0.1, np.float32)
-    nan[100] = np.nan
-    soundfile.write(tmp / "nan.wav", nan, RATE, subtype="FLOAT")
-    (tmp / "corrupt.pt").write_bytes(b"\x80\x04garbage")
-    return {"empty.wav": 4, "garbage.wav": 4, "stereo.wav": 4, "silent.wav": 4, "short.wav": 4, "nan.wav": 4,
-            "missing.wav": 3}
-
-
 def test_enhance_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsys):
-    for name, code in _bad_inputs(tool_files).items():
+    for name, code in write_bad_audio(tool_files).items():
         out = tool_files / f"out_{name}"
         assert run_tool([str(tool_files / name), "--out", str(out), "--prior", str(tool_files / "prior.pt")]) == code
         assert name in capsys.readouterr().err

@@ -30,19 +30,14 @@ from mixdvae.audio.separate import (
 from mixdvae.dvae import SRNN, load_prior
 from mixdvae.dvae.training import SpectrogramData, power_frames, train_prior
 from mixdvae.errors import ConfigError
+from tests.conftest import write_bad_audio
 from tests.tools_loader import load_tool
 
 RATE = 16000
 SMALL = STFT(128, 64)  # 65 bins, 250 frames per second: the synthetic separation runs on a small front end
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: tiny tensors gain nothing from more, and lose a lot on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_srnn(bins: int, seed: int, **extra) -> SRNN:
@@ -303,20 +298,10 @@ def test_separate_tool_nmf_with_basis_files(tool_files):
 
 def test_separate_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsys):
     tmp = tool_files
-    (tmp / "empty.wav").write_bytes(b"")
-    (tmp / "garbage.wav").write_bytes(b"not a wave file at all" * 10)
-    soundfile.write(tmp / "stereo.wav", np.zeros((4000, 2), np.float32) + 0.1, RATE)
-    soundfile.write(tmp / "silent.wav", np.zeros(4000, np.float32), RATE)
-    soundfile.write(tmp / "short.wav", np.full(500, 0.1, np.float32), RATE)
-    nan = np.full(4000, 0.1, np.float32)
-    nan[100] = np.nan
-    soundfile.write(tmp / "nan.wav", nan, RATE, subtype="FLOAT")
-    (tmp / "corrupt.pt").write_bytes(b"\x80\x04garbage")
+    bad_files = write_bad_audio(tmp, RATE)
     soundfile.write(tmp / "mix_short_ref.wav", np.full(4000, 0.1, np.float32), RATE)
     mix, refs = str(tmp / "mix.wav"), [str(tmp / "mix_tones.wav"), str(tmp / "mix_bands.wav")]
-    cases = {name: ([str(tmp / name)], code, name) for name, code in
-             (("empty.wav", 4), ("garbage.wav", 4), ("stereo.wav", 4), ("silent.wav", 4), ("short.wav", 4),
-              ("nan.wav", 4), ("missing.wav", 3))}
+    cases = {name: ([str(tmp / name)], code, name) for name, code in bad_files.items()}
     cases |= {
         "corrupt prior": ([mix, "--sources", str(tmp / "corrupt.pt"), str(tmp / "bands.pt")], 4, "corrupt.pt"),
         "unknown source": ([mix, "--sources", "nosuchsource", str(tmp / "bands.pt")], 3, "nosuchsource"),

@@ -13,14 +13,7 @@ from mixdvae.threet import score, synthetic_window
 from mixdvae.vem import ConstantVelocityPrior, DVAEPrior, PriorContext, StaticPrior, VEMConfig, VEMInput, run_vem
 from mixdvae.vem.assign import assignment_logits, detection_noise, m_step, normalise
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one torch thread is much faster than several on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class StandInDVAE(torch.nn.Module):

@@ -37,19 +37,19 @@ import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
-from mixdvae.config import Range, check_params, parameter_specs
+from mixdvae.config import Range, validate_fields
 from mixdvae.dvae.base import CheckpointError
 from mixdvae.errors import InputError, UsageError
 
 from . import nmf
-from .io import MODEL_RATE, check_waveform
+from .io import MODEL_RATE, check_waveforms
 from .stft import DEFAULT_STFT, STFT
 from .timing import RealTimeFactors
 
@@ -86,7 +86,7 @@ class EnhanceConfig:
 
     def __post_init__(self):
         """Validate every field (:class:`~mixdvae.errors.ConfigError` naming the key)."""
-        check_params(asdict(self), parameter_specs(type(self)), self.BOUNDS, owner="enhance config")
+        validate_fields(self, "enhance config")
 
 
 @dataclass
@@ -568,15 +568,7 @@ def enhance(noisy, prior, config: EnhanceConfig | None = None, device="cpu", set
     that is empty, non-finite, silent or shorter than one STFT frame (naming its position)."""
     config = config or EnhanceConfig()
     device = torch.device(device)
-    single = isinstance(noisy, np.ndarray) and noisy.ndim == 1
-    waves = [noisy] if single else list(noisy)
-    if not waves:
-        raise UsageError("enhance: no waveform given")
-    for index, wave in enumerate(waves):
-        wave = np.asarray(wave)
-        if wave.ndim != 1:
-            raise InputError(f"input {index}: a mono waveform (N,) is needed, got shape {wave.shape}")
-        check_waveform(wave, f"input {index}", setting.n_fft)
+    waves = check_waveforms(noisy, "input", setting.n_fft)
     model = speech_model(prior, config, device)
     reference = model.reference_log_power()
     order = sorted(range(len(waves)), key=lambda i: len(waves[i]))

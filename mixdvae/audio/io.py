@@ -107,6 +107,21 @@ def check_waveform(samples: np.ndarray, name: str, min_samples: int = MIN_SAMPLE
         raise InputError(f"{name}: silent (peak amplitude {peak:.2g}, below {SILENCE_PEAK:g})")
 
 
+def check_waveforms(waves, kind: str, min_samples: int = MIN_SAMPLES) -> list[np.ndarray]:
+    """One waveform (N,) or a sequence of them, as a list of float32 arrays, each checked by
+    :func:`check_waveform` under the name ``"{kind} {index}"``; none at all is a :class:`UsageError`."""
+    single = isinstance(waves, np.ndarray) and waves.ndim == 1
+    waves = [waves] if single else list(waves)
+    if not waves:
+        raise UsageError(f"no {kind} given")
+    for index, wave in enumerate(waves):
+        wave = np.asarray(wave)
+        if wave.ndim != 1:
+            raise InputError(f"{kind} {index}: a mono waveform (N,) is needed, got shape {wave.shape}")
+        check_waveform(wave, f"{kind} {index}", min_samples)
+    return [np.asarray(w, dtype=np.float32) for w in waves]
+
+
 def resample(samples: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
     """``samples`` (..., N) from ``source_rate`` to ``rate`` Hz along the last axis (polyphase filter)."""
     if source_rate == rate:

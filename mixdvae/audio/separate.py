@@ -59,19 +59,19 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
-from mixdvae.config import Range, check_params, parameter_specs
+from mixdvae.config import Range, validate_fields
 from mixdvae.errors import ConfigError, DataNotFoundError, InputError, UsageError
 
 from . import nmf
 from .enhance import NMFBasis, log_level
-from .io import MODEL_RATE, check_waveform
+from .io import MODEL_RATE, check_waveforms
 from .stft import DEFAULT_STFT, STFT
 from .timing import RealTimeFactors
 
@@ -107,7 +107,7 @@ class SeparateConfig:
 
     def __post_init__(self):
         """Validate every field (:class:`~mixdvae.errors.ConfigError` naming the key)."""
-        check_params(asdict(self), parameter_specs(type(self)), self.BOUNDS, owner="separate config")
+        validate_fields(self, "separate config")
         if self.segment and self.overlap >= self.segment:
             raise ConfigError(f"separate config: overlap ({self.overlap}) must be smaller than segment "
                               f"({self.segment})")
@@ -491,19 +491,6 @@ def crossfade_weights(length: int, device=None) -> torch.Tensor:
     return torch.sin(math.pi * (t + 0.5) / length) ** 2
 
 
-def _check_inputs(waves, setting: STFT) -> list[np.ndarray]:
-    single = isinstance(waves, np.ndarray) and waves.ndim == 1
-    waves = [waves] if single else list(waves)
-    if not waves:
-        raise UsageError("separate: no mixture given")
-    for index, wave in enumerate(waves):
-        wave = np.asarray(wave)
-        if wave.ndim != 1:
-            raise InputError(f"mixture {index}: a mono waveform (N,) is needed, got shape {wave.shape}")
-        check_waveform(wave, f"mixture {index}", setting.n_fft)
-    return [np.asarray(w, dtype=np.float32) for w in waves]
-
-
 def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, device="cpu",
              setting: STFT = DEFAULT_STFT, progress=None) -> SeparationResult:
     """Separate 16 kHz mono mixtures (one (N,) array or a list) into one source per prior (SRNN priors of power
@@ -513,7 +500,7 @@ def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, d
     :class:`InputError` for a mixture that is empty, non-finite, silent or shorter than one STFT frame."""
     config = config or SeparateConfig()
     device = torch.device(device)
-    waves = _check_inputs(mixtures, setting)
+    waves = check_waveforms(mixtures, "mixture", setting.n_fft)
     bank = SourceBank(priors, device)
     reference = bank.reference_log_power().cpu()
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -572,7 +559,7 @@ def nmf_separate(mixtures, bases: Sequence[NMFBasis], config: SeparateConfig | N
     by ``config.nmf_iterations`` multiplicative IS updates of the activations; each source is its Wiener mask
     ``W_n H_n / sum_m W_m H_m`` times the mixture."""
     config = config or SeparateConfig()
-    waves = _check_inputs(mixtures, setting)
+    waves = check_waveforms(mixtures, "mixture", setting.n_fft)
     if not bases:
         raise UsageError("NMF separation needs at least one basis")
     W = torch.cat([b.W for b in bases], 1).to(device)  # (F, K_total)

@@ -30,13 +30,12 @@ with a scale per coordinate and per window (M-step). Clutter: uniform, see ``VEM
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
-from mixdvae.config import Bound, Range, check_params, parameter_specs
+from mixdvae.config import Bound, Range, validate_fields
 from mixdvae.vem import backends
 from mixdvae.vem.assign import box_size, detection_noise
 from mixdvae.vem.priors import PriorContext, TrajectoryPrior
@@ -169,9 +168,7 @@ class VEMConfig:
     }
 
     def __post_init__(self):
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for name, value in check_params(values, parameter_specs(VEMConfig), self.BOUNDS, "VEM engine").items():
-            setattr(self, name, value)
+        validate_fields(self, "VEM engine")
 
 
 def _init_var(init: torch.Tensor, r: torch.Tensor, factor: float) -> torch.Tensor:

@@ -22,7 +22,6 @@ at the boundary; frames are 1-based in the results.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -31,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from mixdvae.boxes import cxcywh_to_xywh, iou, iou_matrix, match_iou, xywh_to_cxcywh
-from mixdvae.config import Bound, Range, check_params, parameter_specs
+from mixdvae.config import Bound, Range, validate_fields
 from mixdvae.mot import Sequence
 from mixdvae.vem.engine import VEMConfig, VEMInput, run_vem
 from mixdvae.vem.priors import TrajectoryPrior
@@ -78,10 +77,7 @@ class WindowConfig:
     }
 
     def __post_init__(self):
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        checked = check_params(values, parameter_specs(WindowConfig), self.BOUNDS, "windowed tracking")
-        for name, value in checked.items():
-            setattr(self, name, value)
+        validate_fields(self, "windowed tracking")
 
     def frames(self, frame_rate: float) -> tuple[int, int, int, int]:
         """``(W, H, max_gap, max_age)`` in frames for a frame rate."""
