@@ -14,6 +14,7 @@ lossless (``5`` for a float, a list for a tuple).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import math
@@ -177,3 +178,17 @@ def _convert_scalar(value: Any, kind: Any) -> Any:
     if isinstance(kind, type) and isinstance(value, kind):
         return value
     raise ValueError(f"expected {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+def parse_override(text: str) -> dict:
+    """``a.b.c=value`` (value parsed as YAML) to a nested dict."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = yaml.safe_load(value)
+    return out

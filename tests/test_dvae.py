@@ -333,6 +333,53 @@ def test_train_prior_tiny(tmp_path):
         torch.testing.assert_close(again.model.state_dict()[key], value)
 
 
+def test_variance_scale_multiplies_the_variance_and_survives_a_checkpoint(tmp_path):
+    model = make_model("srnn")
+    x = trajectories()
+    _, var = run_steps(model, x)
+    model.io.set_var_scale([2.0, 3.0, 1.0, 0.5], model.config)
+    _, scaled = run_steps(model, x)
+    torch.testing.assert_close(scaled[:, 1:], var[:, 1:] * torch.tensor([2.0, 3.0, 1.0, 0.5]))
+    torch.testing.assert_close(scaled[:, 0], var[:, 0])  # the first-step guess keeps its fixed variance
+    model.save(tmp_path / "scaled.pt")
+    loaded = DVAE.load(tmp_path / "scaled.pt")
+    torch.testing.assert_close(run_steps(loaded, x)[1], scaled)
+    for bad in ([1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0], [1.0, float("nan"), 1.0, 1.0]):
+        with pytest.raises(ValueError, match="var_scale"):
+            model.io.set_var_scale(bad, {})
+    model.config["var_scale"] = [1.0, -1.0, 1.0, 1.0]
+    model.save(tmp_path / "bad_scale.pt")
+    with pytest.raises(CheckpointError, match="var_scale"):
+        DVAE.load(tmp_path / "bad_scale.pt")
+
+
+def test_variance_calibration_on_held_out_walks(tmp_path):
+    from mixdvae.dvae.training import build_data, merge_config, train_prior
+    from tests.test_eth_ucy import straight, write_scene
+
+    write_scene(tmp_path / "biwi_eth.txt",
+                {pid: straight(1.0 + 0.1 * pid, range(0, 300, 10), start=(pid, 0), heading=0.4 * pid)
+                 for pid in range(12)})
+    config = {
+        "seed": 2,
+        "model": {"model": "srnn", **TINY},
+        "data": {"window": 12, "real": {"roots": []}, "synthetic": {"piecewise": 20, "walker": 20},
+                 "eth_ucy": {"root": str(tmp_path), "datasets": ["eth"], "weight": 0.5, "val_fraction": 0.25}},
+        "train": {"batch_size": 8, "epochs": 2, "batches_per_epoch": 2, "kl_warmup_epochs": 1, "ss_start_epoch": 0,
+                  "ss_ramp_epochs": 1, "threads": 1, "calibrate_variance": True},
+        "output": {"dir": str(tmp_path / "run"), "plot": False},
+    }
+    model = train_prior(config, log=lambda msg: None, progress=False).model
+    scale = np.array(model.config["var_scale"])
+    assert scale.shape == (4,) and not np.allclose(scale, 1.0)
+    # on the validation walks the calibrated next-box errors have unit variance per coordinate
+    val = build_data(merge_config(model.meta["train_config"], {}), log=lambda msg: None).val_walks
+    mean, var, _ = dvae_predictions(model, val.to_model(), horizon=0)
+    scored = val.mask & (np.arange(val.length) >= 2)
+    ratio = ((val.to_model() - mean) ** 2 / var)[scored].mean(0)
+    np.testing.assert_allclose(ratio, 1.0, rtol=1e-3)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # constant-velocity predictor and evaluation helpers
 

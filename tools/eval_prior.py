@@ -1,23 +1,28 @@
 #!/usr/bin/env python
 """Evaluate DVAE motion priors against a constant-velocity Kalman predictor on held-out trajectories.
 
-Default: leave-one-sequence-out (LOSO) over the MOTChallenge folders of ``--data-root`` (default
-``../shared/data/MOT15/train``). For each held-out sequence S and each model (srnn, vrnn, dkf) a fold model is
-trained by the same trainer as the shipped prior (``configs/prior_<model>.yaml`` with its ``loso`` overrides: a
-reduced budget, ``data.real.exclude = [S]``), and cached in ``--fold-dir`` (``runs/loso``); the
-constant-velocity predictor is fitted (maximum likelihood) on the same real training windows. The held-out
-sequence is cut into consecutive 60-box windows; metrics pool all held-out boxes (see
-``mixdvae/dvae/evaluate.py``). The synthetic validation windows (never trained on) are also reported, with every
-fold model and a CV predictor fitted on synthetic training windows.
+Two kinds of folds; in both, for each held-out part and each model (srnn, vrnn, dkf) a fold model is trained by
+the same trainer as the shipped prior (``configs/prior_<model>.yaml`` with its ``loso`` overrides: a reduced
+budget) without that part, and cached in ``--fold-dir`` (``runs/loso``); the constant-velocity predictor is fitted
+(maximum likelihood) on the fold's real-motion training windows (MOT tracks and ETH/UCY walks). Held-out data is
+cut into consecutive 60-box windows; metrics pool all held-out boxes (see ``mixdvae/dvae/evaluate.py``).
+
+* ``--hold-out sequence`` (default, LOSO): each MOTChallenge sequence of ``--data-root`` (default
+  ``../shared/data/MOT15/train``) in turn (``data.real.exclude = [S]``). The synthetic validation windows (never
+  trained on) are also reported, with every fold model and a CV predictor fitted on synthetic training windows.
+* ``--hold-out dataset`` (leave-one-dataset-out): ``mot15`` (no real box track at all in training; tested on the
+  sequences of ``--data-root``), ``eth`` and ``ucy`` (those ETH/UCY scenes excluded; tested on their walks filmed
+  by random cameras of the training camera model, seed 777): motion from places and cameras never seen.
 
     python tools/eval_prior.py --json /tmp/prior_eval.json            # LOSO table (trains fold models once)
+    python tools/eval_prior.py --hold-out dataset                     # leave-one-dataset-out table
     python tools/eval_prior.py --prior srnn_mot --data-root DIR       # a trained prior on any MOTChallenge GT
 
 With ``--prior``, the prior is evaluated on every sequence of ``--data-root`` (not held out if the prior was
 trained on them: use it for other data); its CV baseline uses the parameters fitted on the prior's own real
 training data (stored in the checkpoint), or fitted on the evaluated data when the checkpoint has none.
 
-``--json`` writes ``{MODEL: {"nll", "iou_1", "iou_10", "center_px_1", "center_px_10"}}``.
+``--json`` writes ``{MODEL: {"nll", "iou_1", "iou_10", "center_px_1", "center_px_10"}}`` (pooled).
 """
 
 from __future__ import annotations
@@ -33,17 +38,29 @@ import yaml
 
 from mixdvae.cli import guarded
 from mixdvae.cli import parser as make_parser
-from mixdvae.data import load_mot_tracks, real_windows, windows_from_tracks
+from mixdvae.config import parse_override
+from mixdvae.data import BoxWindows, WalkerParams, load_mot_tracks, real_windows, windows_from_tracks
+from mixdvae.data.eth_ucy import load_walks, scenes_of, walk_windows
 from mixdvae.dvae import DVAE, load_prior
 from mixdvae.dvae.cv import CVParams, fit_cv
 from mixdvae.dvae.evaluate import METRIC_KEYS, Metrics, evaluate_cv, evaluate_dvae
-from mixdvae.dvae.training import RECIPE_VERSION, build_data, merge_config, resolve_path, train_prior
-from mixdvae.errors import DataNotFoundError
+from mixdvae.dvae.training import (
+    DEFAULT_CONFIG,
+    RECIPE_VERSION,
+    build_data,
+    merge_config,
+    resolve_path,
+    train_prior,
+)
+from mixdvae.errors import DataNotFoundError, UsageError
 from mixdvae.mot import atomic_write_text
 from mixdvae.resources import config_file
 
 DEFAULT_ROOT = "../shared/data/MOT15/train"
+DEFAULT_ETH_UCY = "../shared/data/trajectories/eth_ucy"
 MODEL_NAMES = ("srnn", "vrnn", "dkf")
+DATASET_NAMES = ("mot15", "eth", "ucy")  # the units of --hold-out dataset
+TEST_SEED = 777  # cameras of the held-out ETH/UCY test windows (training uses seed + 505 / 606)
 
 
 def load_config(model: str) -> dict:
@@ -53,9 +70,17 @@ def load_config(model: str) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def fold_config(model: str, root: Path, held_out: str, fold_dir: Path) -> dict:
+def base_fold_config(model: str, overrides: list[dict]) -> dict:
+    """The training config of ``model`` with its ``loso`` budget and the ``--set`` overrides."""
     base = load_config(model)
     config = merge_config({k: v for k, v in base.items() if k != "loso"}, base.get("loso") or {})
+    for override in overrides:
+        config = merge_config(config, override)
+    return config
+
+
+def fold_config(model: str, root: Path, held_out: str, fold_dir: Path, overrides: list[dict] = ()) -> dict:
+    config = base_fold_config(model, overrides)
     return merge_config(
         config,
         {
@@ -72,8 +97,8 @@ def config_hash(config: dict) -> str:
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
-def fold_model(model: str, root: Path, held_out: str, fold_dir: Path, retrain: bool, log) -> DVAE:
-    config = fold_config(model, root, held_out, fold_dir)
+def fold_model(model: str, config: dict, fold_dir: Path, held_out: str, retrain: bool, log) -> DVAE:
+    """The fold model trained by ``config`` (cached in ``fold_dir/<model>_<held_out>.pt``)."""
     digest = config_hash(config)
     path = fold_dir / f"{model}_{held_out}.pt"
     if path.is_file() and not retrain:
@@ -119,6 +144,35 @@ def comparison(results: dict[str, dict], model: str = "srnn") -> str:
     )
 
 
+def score_fold(models: dict[str, DVAE], cv: CVParams, tests: dict[str, BoxWindows], horizon: int,
+               pooled: dict[str, Metrics], per_seq: dict[str, dict]) -> None:
+    """Add every model's and CV's metrics on each test set (by sequence) to ``per_seq`` and ``pooled``."""
+    for seq, windows in tests.items():
+        per_seq[seq] = {}
+        for name, model in [*models.items(), ("cv", cv)]:
+            metrics = evaluate_cv(model, windows, horizon) if name == "cv" else evaluate_dvae(model, windows, horizon)
+            pooled[name] += metrics
+            per_seq[seq][name] = metrics.summary()
+
+
+def report(title: str, pooled: dict[str, Metrics], per_seq: dict[str, dict], model: str = "srnn") -> dict:
+    results = {name: m.summary() for name, m in pooled.items()}
+    n = pooled["cv"]
+    print()
+    print(table(results, title, {"n_1": n.n_1, "n_h": n.n_h}))
+    print()
+    print(comparison(results, model))
+    for seq, res in per_seq.items():
+        print()
+        print(table(res, f"held out: {seq}"))
+        print(comparison(res, model))
+    return results
+
+
+def model_names(args) -> list[str]:
+    return [m.strip() for m in args.models.split(",") if m.strip()]
+
+
 def loso(args, log) -> dict:
     root = resolve_path(args.data_root)
     tracks = load_mot_tracks(root)
@@ -127,51 +181,83 @@ def loso(args, log) -> dict:
                                 f"(found {sorted(tracks)}); pass --data-root")
     fold_dir = resolve_path(args.fold_dir)
     fold_dir.mkdir(parents=True, exist_ok=True)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    pooled = {name: Metrics() for name in [*models, "cv"]}
+    names = model_names(args)
+    pooled = {name: Metrics() for name in [*names, "cv"]}
     per_seq: dict[str, dict[str, dict]] = {}
-    synth = {name: Metrics() for name in [*models, "cv"]}
-    synth_cv_done = False
+    synth = {name: Metrics() for name in [*names, "cv"]}
     for held_out in sorted(tracks):
         log(f"fold: held out {held_out} ({sum(len(t) for t in tracks[held_out])} boxes)")
-        test = windows_from_tracks(tracks[held_out], args.window, None, 3)
-        per_seq[held_out] = {}
-        for name in models:
-            model = fold_model(name, root, held_out, fold_dir, args.retrain, log)
-            metrics = evaluate_dvae(model, test, args.horizon)
-            pooled[name] += metrics
-            per_seq[held_out][name] = metrics.summary()
-            config = fold_config(name, root, held_out, fold_dir)
-            data = build_data(config, log=lambda msg: None)
+        configs = {name: fold_config(name, root, held_out, fold_dir, args.set) for name in names}
+        models = {name: fold_model(name, configs[name], fold_dir, held_out, args.retrain, log) for name in names}
+        data = build_data(configs[names[0]] if names else fold_config("srnn", root, held_out, fold_dir, args.set),
+                          log=lambda msg: None)
+        test = {held_out: windows_from_tracks(tracks[held_out], args.window, None, 3)}
+        score_fold(models, data.fit_cv(), test, args.horizon, pooled, per_seq)
+        for name, model in models.items():
             synth[name] += evaluate_dvae(model, data.val_synth, args.horizon)
-            if not synth_cv_done:
-                sample = data.train_synth.subset(slice(0, 2000))
-                synth_cv = fit_cv(sample.to_model(), sample.mask)
-                synth["cv"] = evaluate_cv(synth_cv, data.val_synth, args.horizon)
-                synth_cv_done = True
-        others = [t for name, seq in tracks.items() if name != held_out for t in seq]
-        config = fold_config(models[0] if models else "srnn", root, held_out, fold_dir)
-        defaults = {"stride": 5, "min_length": 5, "flip": True, "subsample_min_fps": 20.0}
-        real_cfg = merge_config(defaults, config["data"]["real"])
-        train = real_windows(others, args.window, int(real_cfg["stride"]), int(real_cfg["min_length"]),
-                             bool(real_cfg["flip"]), real_cfg.get("subsample_min_fps"))
-        cv = fit_cv(train.to_model(), train.mask)
-        metrics = evaluate_cv(cv, test, args.horizon)
-        pooled["cv"] += metrics
-        per_seq[held_out]["cv"] = metrics.summary()
-    results = {name: m.summary() for name, m in pooled.items()}
-    n = pooled["cv"]
-    print()
-    title = f"Leave-one-sequence-out on {root.name} ({', '.join(sorted(tracks))}), pooled"
-    print(table(results, title, {"n_1": n.n_1, "n_h": n.n_h}))
-    print()
-    print(comparison(results))
-    for seq, res in per_seq.items():
-        print()
-        print(table(res, f"held out: {seq}"))
+        if not synth["cv"].n_1:
+            sample = data.train_synth.subset(slice(0, 2000))
+            synth["cv"] = evaluate_cv(fit_cv(sample.to_model(), sample.mask), data.val_synth, args.horizon)
+    results = report(f"Leave-one-sequence-out on {root.name} ({', '.join(sorted(tracks))}), pooled", pooled, per_seq)
     print()
     print(table({k: v.summary() for k, v in synth.items()}, "Synthetic validation windows (fold models pooled)"))
     return results
+
+
+def dataset_fold_config(model: str, held_out: str, fold_dir: Path, overrides: list[dict] = ()) -> dict:
+    """The training config of ``model`` without the dataset ``held_out`` (``mot15``: no real tracks; ``eth`` or
+    ``ucy``: those ETH/UCY scenes excluded), with the ``loso`` budget."""
+    config = base_fold_config(model, overrides)
+    if held_out == "mot15":
+        data = {"real": {"roots": []}}
+    else:
+        data = {"eth_ucy": {"exclude": [*(config["data"].get("eth_ucy") or {}).get("exclude", []), held_out]}}
+    return merge_config(config, {
+        "data": data,
+        "output": {"dir": str(fold_dir / f"{model}_{held_out}"), "checkpoint": None, "plot": True},
+    })
+
+
+def dataset_tests(held_out: str, args, config: dict) -> dict[str, BoxWindows]:
+    """Test windows of a held-out dataset, by sequence: MOT15 ground-truth tracks, or ETH/UCY scenes filmed by
+    random cameras of the training camera model (consecutive windows, a fixed seed)."""
+    if held_out == "mot15":
+        tracks = load_mot_tracks(resolve_path(args.data_root))
+        if not tracks:
+            raise DataNotFoundError(f"no MOTChallenge sequence with ground truth in {resolve_path(args.data_root)}")
+        return {seq: windows_from_tracks(t, args.window, None, 3) for seq, t in tracks.items()}
+    section = merge_config(DEFAULT_CONFIG["data"]["eth_ucy"], config["data"].get("eth_ucy") or {})
+    params = WalkerParams(**(section.get("camera_args") or {}))
+    walks = load_walks(resolve_path(args.eth_ucy_root), scenes_of([held_out]))
+    if not walks:
+        raise DataNotFoundError(f"no ETH/UCY scene of {held_out!r} in {resolve_path(args.eth_ucy_root)}")
+    return {scene: walk_windows(w, args.window, TEST_SEED, params, None) for scene, w in walks.items()}
+
+
+def lodo(args, log) -> dict:
+    fold_dir = resolve_path(args.fold_dir)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    names = model_names(args)
+    held_outs = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    unknown = sorted(set(held_outs) - set(DATASET_NAMES))
+    if unknown:
+        raise UsageError(f"--datasets: unknown {unknown}; known: {', '.join(DATASET_NAMES)}")
+    pooled = {name: Metrics() for name in [*names, "cv"]}
+    per_seq: dict[str, dict[str, dict]] = {}
+    for held_out in held_outs:
+        log(f"fold: held out dataset {held_out}")
+        configs = {name: dataset_fold_config(name, held_out, fold_dir, args.set) for name in names}
+        models = {name: fold_model(name, configs[name], fold_dir, held_out, args.retrain, log) for name in names}
+        config = configs[names[0]] if names else dataset_fold_config("srnn", held_out, fold_dir, args.set)
+        fold_pooled = {name: Metrics() for name in pooled}
+        fold_seq: dict[str, dict] = {}
+        score_fold(models, build_data(config, log=lambda msg: None).fit_cv(), dataset_tests(held_out, args, config),
+                   args.horizon, fold_pooled, fold_seq)
+        for name, metrics in fold_pooled.items():
+            pooled[name] += metrics
+        per_seq[f"{held_out} (dataset)"] = {name: m.summary() for name, m in fold_pooled.items()}
+        per_seq.update({f"{held_out}/{seq}": res for seq, res in fold_seq.items()})
+    return report(f"Leave-one-dataset-out ({', '.join(held_outs)}), pooled", pooled, per_seq)
 
 
 def single(args, log) -> dict:
@@ -216,8 +302,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=DEFAULT_ROOT,
                         help=f"folder of MOTChallenge sequences (default {DEFAULT_ROOT})")
     parser.add_argument("--json", help="write {MODEL: metrics} here")
-    parser.add_argument("--models", default=",".join(MODEL_NAMES), help="LOSO models (default srnn,vrnn,dkf)")
+    parser.add_argument("--hold-out", choices=("sequence", "dataset"), default="sequence",
+                        help="fold unit: 'sequence' = leave-one-sequence-out over --data-root (default); 'dataset' = "
+                             "leave-one-dataset-out over --datasets")
+    parser.add_argument("--datasets", default=",".join(DATASET_NAMES),
+                        help="held-out datasets of --hold-out dataset (default mot15,eth,ucy): mot15 = the sequences "
+                             "of --data-root, eth / ucy = the ETH / UCY scenes of --eth-ucy-root")
+    parser.add_argument("--eth-ucy-root", default=DEFAULT_ETH_UCY,
+                        help=f"folder of the ETH/UCY trajectory files (default {DEFAULT_ETH_UCY})")
+    parser.add_argument("--models", default=",".join(MODEL_NAMES), help="fold models (default srnn,vrnn,dkf)")
     parser.add_argument("--fold-dir", default="runs/loso", help="cache of the LOSO fold models (default runs/loso)")
+    parser.add_argument("--set", action="append", default=[], type=parse_override, metavar="KEY=VALUE",
+                        help="override an entry of every fold's training config, e.g. train.epochs=5 (repeatable)")
     parser.add_argument("--retrain", action="store_true", help="retrain the fold models even when cached")
     parser.add_argument("--window", type=int, default=60, help="evaluation window length (default 60)")
     parser.add_argument("--horizon", type=int, default=10, help="steps ahead for IoU@10 / centre @10 (default 10)")
@@ -228,7 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    results = single(args, log) if args.prior else loso(args, log)
+    if args.prior:
+        results = single(args, log)
+    else:
+        results = lodo(args, log) if args.hold_out == "dataset" else loso(args, log)
     if args.json:
         out = {name: {k: float(v[k]) for k in METRIC_KEYS} for name, v in results.items()}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ the schedules (KL warm-up, scheduled sampling, early stopping) are described in 
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 
@@ -19,24 +18,10 @@ import yaml
 
 from mixdvae.cli import guarded
 from mixdvae.cli import parser as make_parser
-from mixdvae.config import load_yaml_mapping
+from mixdvae.config import load_yaml_mapping, parse_override
 from mixdvae.dvae import PRIORS_DIR
 from mixdvae.dvae.training import merge_config, resolve_path, train_prior
 from mixdvae.mot import atomic_write_text
-
-
-def parse_override(text: str) -> dict:
-    """``a.b.c=value`` (value parsed as YAML) to a nested dict."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    out: dict = {}
-    node = out
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = yaml.safe_load(value)
-    return out
 
 
 @guarded

@@ -216,43 +216,54 @@ def walker_trajectories(n: int, length: int = 60, seed=0, params: WalkerParams |
     rng = _rng(seed)
     boxes = np.zeros((n, length, 4))
     fps = rng.uniform(*p.fps_range, size=n)
-    width, height = p.image_size
     for i in range(n):
-        dt = 1.0 / fps[i]
-        t = np.arange(length) * dt
         for _ in range(100):
-            focal = rng.uniform(*p.focal)
-            cam_h = rng.uniform(*p.camera_height)
-            depth0 = rng.uniform(*p.depth)
-            lateral0 = rng.uniform(-0.4, 0.4) * depth0 * width / focal
-            walk = _walk(length, dt, rng, p)
-            lateral, depth = lateral0 + walk[:, 0], depth0 + walk[:, 1]
-            yaw = np.zeros(length)
-            if rng.random() < p.moving_camera_prob:
-                cam_v = rng.uniform(0, p.camera_speed) * np.array([rng.normal(0, 0.3), 1.0])
-                lateral = lateral - cam_v[0] * t
-                depth = depth - cam_v[1] * t
-                yaw = rng.normal(0, 0.05) * t
-            if depth.min() >= 1.5:
+            view = camera_view(_walk(length, 1.0 / fps[i], rng, p), 1.0 / fps[i], rng, p)
+            if view is not None:
                 break
-        person_h = max(rng.normal(*p.person_height), 1.2)
-        aspect = max(rng.normal(*p.aspect), 0.2)
-        horizon = rng.uniform(0.3, 0.6) * height
-        h = focal * person_h / depth
-        feet = horizon + focal * cam_h / depth
-        cx = width / 2 + focal * (lateral / depth + np.tan(yaw))
-        cy = feet - h / 2
-        if rng.random() < p.bobbing_prob:
-            cy = cy + rng.uniform(0, 4) * np.sin(2 * math.pi * rng.uniform(1.5, 2.5) * t + rng.uniform(0, 6.3))
-        step_freq = 1.8 * np.clip(np.hypot(*np.diff(walk, axis=0, prepend=walk[:1]).T) / dt / 1.3, 0, 1.5)
-        phase = 2 * math.pi * np.cumsum(step_freq) * dt + rng.uniform(0, 6.3)
-        w = aspect * h * (1 + p.gait_amplitude * np.abs(np.sin(phase / 2)) * (step_freq > 0.3))
-        traj = np.stack([cx, cy, w, h], axis=-1)
-        sigma = np.repeat([rng.uniform(0, p.noise), rng.uniform(0, p.size_noise)], 2)
-        traj += rng.normal(size=traj.shape) * sigma * h[:, None]
-        traj[:, 2:] = np.maximum(traj[:, 2:], 1.0)
-        boxes[i] = traj
+        boxes[i] = view if view is not None else camera_view(np.zeros((length, 2)), 1.0 / fps[i], rng, p)
     return BoxWindows(boxes, np.ones((n, length), bool), fps, np.array(["walker"] * n, dtype=object))
+
+
+def camera_view(walk: np.ndarray, dt: float, rng: np.random.Generator, p: WalkerParams) -> np.ndarray | None:
+    """Boxes (L, 4) ``cx, cy, w, h`` pixels of a person walking ``walk`` (L, 2), ground-plane metres from the
+    origin (lateral, away from the camera), ``dt`` seconds apart, filmed by a random pinhole camera of ``p``:
+    focal length, camera height, horizon, start distance and lateral offset, optionally a translating and
+    panning camera and a bobbing one; gait oscillation of the width and annotation jitter. None when the
+    person would come closer than 1.5 m to the camera (draw another camera)."""
+    length = len(walk)
+    width, height = p.image_size
+    t = np.arange(length) * dt
+    focal = rng.uniform(*p.focal)
+    cam_h = rng.uniform(*p.camera_height)
+    depth0 = rng.uniform(*p.depth)
+    lateral0 = rng.uniform(-0.4, 0.4) * depth0 * width / focal
+    lateral, depth = lateral0 + walk[:, 0], depth0 + walk[:, 1]
+    yaw = np.zeros(length)
+    if rng.random() < p.moving_camera_prob:
+        cam_v = rng.uniform(0, p.camera_speed) * np.array([rng.normal(0, 0.3), 1.0])
+        lateral = lateral - cam_v[0] * t
+        depth = depth - cam_v[1] * t
+        yaw = rng.normal(0, 0.05) * t
+    if depth.min() < 1.5:
+        return None
+    person_h = max(rng.normal(*p.person_height), 1.2)
+    aspect = max(rng.normal(*p.aspect), 0.2)
+    horizon = rng.uniform(0.3, 0.6) * height
+    h = focal * person_h / depth
+    feet = horizon + focal * cam_h / depth
+    cx = width / 2 + focal * (lateral / depth + np.tan(yaw))
+    cy = feet - h / 2
+    if rng.random() < p.bobbing_prob:
+        cy = cy + rng.uniform(0, 4) * np.sin(2 * math.pi * rng.uniform(1.5, 2.5) * t + rng.uniform(0, 6.3))
+    step_freq = 1.8 * np.clip(np.hypot(*np.diff(walk, axis=0, prepend=walk[:1]).T) / dt / 1.3, 0, 1.5)
+    phase = 2 * math.pi * np.cumsum(step_freq) * dt + rng.uniform(0, 6.3)
+    w = aspect * h * (1 + p.gait_amplitude * np.abs(np.sin(phase / 2)) * (step_freq > 0.3))
+    boxes = np.stack([cx, cy, w, h], axis=-1)
+    sigma = np.repeat([rng.uniform(0, p.noise), rng.uniform(0, p.size_noise)], 2)
+    boxes += rng.normal(size=boxes.shape) * sigma * h[:, None]
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], 1.0)
+    return boxes
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -80,6 +80,7 @@ BASE_DEFAULTS: dict[str, Any] = {
     "x_mean": None,  # "direct" parameterisation: per-dimension mean and std of x
     "x_std": None,
     "first_var": [0.0025, 0.0025, 0.01, 0.0025],  # variance of the t = 1 guess x0 (model units)
+    "var_scale": None,  # box_increment: per-coordinate factor on the predicted variance (calibration; None = 1)
     "logvar_range": [-12.0, 6.0],  # soft clamp of the decoder log-variance (normalised units)
     "z_logvar_range": [-10.0, 4.0],
 }
@@ -193,9 +194,24 @@ class BoxIncrementIO(_History, nn.Module):
         self.feature_dim = 7 + (4 if self.history > 1 else 0)
         self.register_buffer("inc_std", torch.tensor(config["inc_std"], dtype=torch.float32))
         self.register_buffer("first_var", torch.tensor(config["first_var"], dtype=torch.float32))
+        # kept in the config (not the state dict), so checkpoints from before the calibration still load
+        self.register_buffer("var_scale", self._check_scale(config.get("var_scale")), persistent=False)
         self.aspect_mean = float(config["aspect_mean"])
         self.aspect_std = float(config["aspect_std"])
         self.low, self.high = (float(v) for v in config["logvar_range"])
+
+    @staticmethod
+    def _check_scale(scale) -> torch.Tensor:
+        scale = torch.tensor([1.0] * 4 if scale is None else scale, dtype=torch.float32)
+        if scale.shape != (4,) or not bool(torch.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError(f"var_scale must be 4 positive finite numbers, got {scale.tolist()}")
+        return scale
+
+    def set_var_scale(self, scale, config: dict) -> None:
+        """Multiply every predicted variance (after the first step) by ``scale`` (4,) per coordinate from now on,
+        and record it in ``config`` so that a saved checkpoint keeps it."""
+        self.var_scale = self._check_scale(scale).to(self.inc_std.device)
+        config["var_scale"] = [float(v) for v in scale]
 
     def x0(self, batch_size: int, device=None) -> torch.Tensor:
         x0 = torch.tensor([0.0, 0.0, self.aspect_mean, 1.0], device=device)
@@ -229,7 +245,7 @@ class BoxIncrementIO(_History, nn.Module):
     def output(self, raw_mean, raw_logvar, x_prev, n) -> tuple[torch.Tensor, torch.Tensor]:
         s = self._scale(x_prev) * self.inc_std
         mean = x_prev + s * raw_mean
-        var = s**2 * torch.exp(soft_clamp(raw_logvar, self.low, self.high))
+        var = s**2 * torch.exp(soft_clamp(raw_logvar, self.low, self.high)) * self.var_scale
         first = n < 1
         if bool(first.any()):
             mean = torch.where(first, self.x0(1, x_prev.device).to(mean.dtype), mean)

@@ -63,7 +63,7 @@ def dvae_predictions(model, x: np.ndarray, horizon: int = 10, chunk: int = 8192)
     mean1 = torch.stack(means, 1).cpu().numpy().astype(np.float64)
     var1 = torch.stack(variances, 1).cpu().numpy().astype(np.float64)
     mean_h = np.full((n, length, dims), np.nan)
-    starts = list(range(0, length - horizon))  # t0 (0-based): last true input is x_{t0}
+    starts = list(range(0, length - horizon)) if horizon > 0 else []  # t0 (0-based): last true input is x_{t0}
     if starts:
         flat_state = tuple(torch.cat([states[t][i] for t in starts], 0) for i in range(len(state)))
         flat_x = torch.cat([xt[:, t] for t in starts], 0)

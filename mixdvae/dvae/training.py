@@ -39,7 +39,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from ..audio.io import AUDIO_SUFFIXES, MODEL_RATE, read_audio
 from ..audio.stft import STFT, power_spectrogram
 from ..data import (
     BoxWindows,
+    WalkerParams,
     benchmark_trajectories,
     load_mot_tracks,
     piecewise_trajectories,
@@ -62,13 +63,15 @@ from ..data import (
     walker_trajectories,
     windows_from_tracks,
 )
+from ..data.eth_ucy import load_walks, scenes_of, split_walks, walk_windows
 from . import MODELS
 from .base import LogPowerIO
 from .cv import CVParams, fit_cv
+from .evaluate import dvae_predictions
 
 # Version of the training recipe beyond the config (data generators, objective, model code): bump it whenever a
 # change alters what a config trains, so that cached models (tools/eval_prior.py's fold models) are retrained.
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "3"
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
@@ -85,6 +88,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "subsample_min_fps": 20.0,
             "val_fraction": 0.15,
             "weight": 0.5,
+        },
+        "eth_ucy": {
+            "root": "../shared/data/trajectories/eth_ucy",
+            "datasets": [],
+            "exclude": [],
+            "stride_s": 2.0,
+            "val_fraction": 0.1,
+            "weight": 0.0,
+            "camera_args": {},
         },
         "synthetic": {
             "piecewise": 3000,
@@ -116,6 +128,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "device": "cpu",
         "lr_decay": 0.5,
         "lr_patience": 5,
+        "calibrate_variance": False,
     },
     "output": {"dir": "runs/prior_srnn", "checkpoint": None, "plot": True},
 }
@@ -165,7 +178,9 @@ def resolve_path(path: str | Path) -> Path:
 
 @dataclass
 class PriorData:
-    """Training and validation windows, each split into real and synthetic parts."""
+    """Training and validation windows of the three sources: real box tracks (``real``: MOTChallenge ground
+    truth), real walks filmed by random cameras (``walks``: ETH/UCY, :mod:`mixdvae.data.eth_ucy`) and synthetic
+    trajectories (``synth``)."""
 
     train_real: BoxWindows
     train_synth: BoxWindows
@@ -173,15 +188,44 @@ class PriorData:
     val_synth: BoxWindows
     real_sequences: list[str]
     real_train_tracks: list
+    train_walks: BoxWindows = field(default_factory=lambda: BoxWindows.concat([]))
+    val_walks: BoxWindows = field(default_factory=lambda: BoxWindows.concat([]))
+    walk_scenes: list[str] = field(default_factory=list)
 
     def describe(self) -> dict:
         return {
             "real_sequences": self.real_sequences,
+            "eth_ucy_scenes": self.walk_scenes,
             "train_real_windows": len(self.train_real),
+            "train_eth_ucy_windows": len(self.train_walks),
             "train_synthetic_windows": len(self.train_synth),
             "val_real_windows": len(self.val_real),
+            "val_eth_ucy_windows": len(self.val_walks),
             "val_synthetic_windows": len(self.val_synth),
         }
+
+    def fit_cv(self, max_windows: int = 2000, seed: int = 0) -> CVParams | None:
+        """Constant velocity fitted (maximum likelihood) on the real-motion training windows (real tracks and
+        ETH/UCY walks; a seeded sample of ``max_windows`` when there are more: the fit is a slow Nelder-Mead)."""
+        real = BoxWindows.concat([self.train_real, self.train_walks])
+        if not len(real):
+            return None
+        if len(real) > max_windows:
+            real = real.subset(np.sort(np.random.default_rng(seed).choice(len(real), max_windows, replace=False)))
+        return fit_cv(real.to_model(), real.mask)
+
+    def pools(self, config: dict) -> list[tuple[BoxWindows, BoxWindows, float]]:
+        """``(train, val, weight)`` of each source: the share of every batch (and of the validation score) that
+        each draws, ``data.real.weight`` and ``data.eth_ucy.weight``, the synthetic windows the rest; the share of
+        a source without training windows goes to the others in proportion."""
+        data = config["data"]
+        real_w = float(data["real"]["weight"])
+        walk_w = float((data.get("eth_ucy") or {}).get("weight", 0.0))
+        pools = [(self.train_real, self.val_real, real_w), (self.train_walks, self.val_walks, walk_w),
+                 (self.train_synth, self.val_synth, max(1.0 - real_w - walk_w, 0.0))]
+        pools = [(t, v, w) for t, v, w in pools if len(t) and w > 0]
+        total = sum(w for *_, w in pools)
+        return [(t, v, w / total) for t, v, w in pools]
 
 
 def build_data(config: dict, log: Callable[[str], None] = print) -> PriorData:
@@ -205,13 +249,12 @@ def build_data(config: dict, log: Callable[[str], None] = print) -> PriorData:
         real.get("subsample_min_fps")
     )
     val_real = windows_from_tracks(val_tracks, length, None, int(real["min_length"]))
+    train_walks, val_walks, scenes = build_walk_windows(data.get("eth_ucy") or {}, length, seed, log)
     parts = []
     if synth.get("piecewise"):
         piecewise_args = synth.get("piecewise_args") or {}
         parts.append(piecewise_trajectories(int(synth["piecewise"]), length, seed + 101, **piecewise_args))
     if synth.get("walker"):
-        from ..data import WalkerParams
-
         params = WalkerParams(**(synth.get("walker_args") or {}))
         parts.append(walker_trajectories(int(synth["walker"]), length, seed + 202, params))
     all_synth = BoxWindows.concat(parts)
@@ -226,7 +269,29 @@ def build_data(config: dict, log: Callable[[str], None] = print) -> PriorData:
             log("synthetic benchmark (mixdvae.synthetic) unavailable: walker trajectories only")
         else:
             train_synth = BoxWindows.concat([train_synth, bench])
-    return PriorData(train_real, train_synth, val_real, val_synth, names, train_tracks)
+    return PriorData(train_real, train_synth, val_real, val_synth, names, train_tracks, train_walks, val_walks, scenes)
+
+
+def build_walk_windows(section: dict, length: int, seed: int, log) -> tuple[BoxWindows, BoxWindows, list[str]]:
+    """Training and validation windows of the ETH/UCY walks of ``data.eth_ucy`` (split by whole walks; training
+    windows every ``stride_s``, validation windows consecutive), and the scenes used. Empty when ``datasets`` is
+    empty or the folder is missing."""
+    empty = BoxWindows.concat([])
+    if not section.get("datasets") or float(section.get("weight", 0.0)) <= 0:
+        return empty, empty, []
+    exclude = set(scenes_of(section.get("exclude") or []))
+    scenes = [s for s in scenes_of(section["datasets"]) if s not in exclude]
+    folder = resolve_path(section["root"])
+    if not folder.is_dir():
+        log(f"ETH/UCY walks: {folder} not found (skipped)")
+        return empty, empty, []
+    found = load_walks(folder, scenes)  # scenes without a file are skipped
+    walks = [w for scene_walks in found.values() for w in scene_walks]
+    train, val = split_walks(walks, float(section.get("val_fraction", 0.1)), seed)
+    params = WalkerParams(**(section.get("camera_args") or {}))
+    stride_s = float(section.get("stride_s", 2.0))
+    return (walk_windows(train, length, seed + 505, params, stride_s),
+            walk_windows(val, length, seed + 606, params, None), list(found))  # validation: consecutive windows
 
 
 def data_statistics(windows: list[BoxWindows]) -> dict:
@@ -360,48 +425,53 @@ def _tensor(windows: BoxWindows, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class MotionBatches:
-    """Training batches of box windows, a fixed share real (the rest synthetic), and their validation."""
+    """Training batches of box windows, a fixed share from each source (:meth:`PriorData.pools`), and their
+    validation."""
 
     def __init__(self, data: PriorData, config: dict, device):
-        if not len(data.train_real) and not len(data.train_synth):
-            raise ValueError("no training windows: check data.real.roots and data.synthetic")
+        pools = data.pools(config)
+        if not pools:
+            raise ValueError("no training windows: check data.real.roots, data.eth_ucy and data.synthetic")
         self.data, self.config = data, config
-        self.xr, self.mr = _tensor(data.train_real, device)
-        self.xs, self.ms = _tensor(data.train_synth, device)
-        weight = float(config["data"]["real"]["weight"])
-        val_sets = [(w, v) for w, v in ((data.val_real, weight), (data.val_synth, 1 - weight)) if len(w)]
-        self.val_tensors = [(*_tensor(w, device), v) for w, v in val_sets]
-        real_weight = weight if len(self.xr) else 0.0
-        if not len(self.xs):
-            real_weight = 1.0
+        self.train = [_tensor(train, device) for train, _, _ in pools]
+        self.val_tensors = [(*_tensor(val, device), weight) for _, val, weight in pools if len(val)]
         self.batch_size = int(config["train"]["batch_size"])
-        self.n_real = int(round(real_weight * self.batch_size))
+        counts = np.floor(np.cumsum([w for *_, w in pools]) * self.batch_size + 0.5).astype(int)
+        self.counts = np.diff(counts, prepend=0)  # windows drawn from each source per batch
 
     def describe(self) -> dict:
         return self.data.describe()
 
     def statistics(self) -> dict:
-        return data_statistics([self.data.train_real, self.data.train_synth])
+        return data_statistics([self.data.train_real, self.data.train_walks, self.data.train_synth])
 
     def fit_cv(self) -> CVParams | None:
-        if not len(self.data.train_real):
-            return None
-        return fit_cv(self.data.train_real.to_model(), self.data.train_real.mask)
+        return self.data.fit_cv(seed=int(self.config["seed"]))
 
     def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows (B, T, 4) and their mask (B, T)."""
-        n_real, batch_size = self.n_real, self.batch_size
-        xr, mr, xs, ms = self.xr, self.mr, self.xs, self.ms
-        idx_r = rng.integers(len(xr), size=n_real) if n_real else np.zeros(0, int)
-        idx_s = rng.integers(len(xs), size=batch_size - n_real) if batch_size > n_real else np.zeros(0, int)
-        if len(idx_s) and len(idx_r):
-            return torch.cat([xr[idx_r], xs[idx_s]]), torch.cat([mr[idx_r], ms[idx_s]])
-        return (xr[idx_r], mr[idx_r]) if len(idx_r) else (xs[idx_s], ms[idx_s])
+        picks = [rng.integers(len(x), size=count) for (x, _), count in zip(self.train, self.counts)]
+        return (torch.cat([x[idx] for (x, _), idx in zip(self.train, picks)]),
+                torch.cat([m[idx] for (_, m), idx in zip(self.train, picks)]))
 
     def validate(self, model) -> dict:
         train_cfg = self.config["train"]
         return validate(model, self.val_tensors, float(train_cfg["ss_max"]), int(self.config["seed"]),
                         int(train_cfg.get("ss_block", 1)), train_cfg.get("ss_mse_weight"))
+
+    def calibrate(self, model, log) -> None:
+        """Per-coordinate factor on the predicted variance that makes the next-step predictions of the real
+        validation windows (real tracks and ETH/UCY walks, never trained on) calibrated: the maximum-likelihood
+        scale ``mean((x - mean)^2 / var)`` over their scored steps."""
+        val = BoxWindows.concat([self.data.val_real, self.data.val_walks])
+        if not len(val) or not hasattr(model.io, "set_var_scale"):
+            return
+        mean, var, _ = dvae_predictions(model, val.to_model(), horizon=0)
+        x = val.to_model().astype(np.float64)
+        scored = val.mask & (np.arange(val.length) >= 2)[None]
+        scale = (((x - mean) ** 2 / var)[scored]).mean(0) * model.io.var_scale.cpu().numpy()
+        model.io.set_var_scale(scale, model.config)
+        log(f"variance calibrated on {int(scored.sum())} real validation boxes: x {np.round(scale, 3).tolist()}")
 
 
 class SpectrogramBatches:
@@ -424,6 +494,9 @@ class SpectrogramBatches:
 
     def fit_cv(self) -> None:
         return None
+
+    def calibrate(self, model, log) -> None:
+        raise ValueError("train.calibrate_variance applies to motion priors (box windows) only")
 
     def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Power segments (B, segment, F) and an all-true mask (B, segment)."""
@@ -580,6 +653,8 @@ def _train(config: dict, log, progress: bool, data) -> TrainResult:
         best = (score, history[-1]["epoch"], copy.deepcopy(model.state_dict()))
     model.load_state_dict(best[2])
     model.eval()
+    if train_cfg.get("calibrate_variance"):
+        batches.calibrate(model, log)
     seconds = time.time() - started
     model.meta = {
         "trained_by": "tools/train_prior.py",
