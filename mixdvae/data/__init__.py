@@ -1,13 +1,16 @@
 """Training and evaluation data for the motion priors: box trajectories in windows.
 
 * :mod:`.trajectories`: tracks from MOTChallenge ground truth, windows, the coordinate normalisation.
-* :mod:`.synthetic_trajectories`: the MixDVAE paper's piecewise generator and a pedestrian walker.
+* :mod:`.synthetic_trajectories`: the MixDVAE paper's piecewise generator, a pedestrian walker and the camera
+  model both real and simulated walks are filmed with (:func:`camera_view`).
+* :mod:`.eth_ucy`: real pedestrian walks (ETH and UCY, ground-plane metres) turned into box trajectories.
 """
 
 from .synthetic_trajectories import (
     PIECE_KINDS,
     WalkerParams,
     benchmark_trajectories,
+    camera_view,
     piecewise_axis,
     piecewise_trajectories,
     walker_trajectories,
@@ -31,6 +34,7 @@ __all__ = [
     "Track",
     "WalkerParams",
     "benchmark_trajectories",
+    "camera_view",
     "gt_sequences",
     "load_mot_tracks",
     "load_sequence_tracks",

@@ -15,7 +15,8 @@ Two generators, both deterministic given a seed, both returning :class:`~mixdvae
   camera), optionally a moving/panning camera and a bobbing camera, gait oscillation of the box width and
   annotation jitter. It is the motion model of the synthetic benchmark written as a stand-alone generator;
   :func:`benchmark_trajectories` cuts the ground truth of the benchmark itself (``mixdvae.synthetic``) when
-  that module is available.
+  that module is available. Its camera, :func:`camera_view`, also films the real ETH/UCY walks
+  (:mod:`mixdvae.data.eth_ucy`).
 """
 
 from __future__ import annotations
