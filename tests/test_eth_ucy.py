@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mixdvae.data import WalkerParams
+from mixdvae.data import WalkerParams, walker_trajectories
 from mixdvae.data.eth_ucy import (
     DATASETS,
     load_walks,
@@ -164,3 +164,36 @@ def test_the_shared_files_read_and_project():
     assert sum(len(w) for w in walks.values()) > 2000
     windows = walk_windows(walks["biwi_eth"][:50], 60, seed=0)
     assert len(windows) and np.isfinite(windows.boxes).all()
+
+
+def test_panning_cameras_never_lose_the_person(tmp_path):
+    # long windows at low frame rates (up to 12 s) with every camera translating and panning: the pan used to
+    # turn some cameras past 90 degrees, throwing boxes thousands of image widths away
+    path = tmp_path / "students003.txt"
+    write_scene(path, {pid: straight(1.4, range(0, 400, 10), start=(pid, 0), heading=0.5 * pid) for pid in range(30)})
+    params = WalkerParams(fps_range=(5.0, 7.0), moving_camera_prob=1.0)
+    windows = walk_windows(read_walks(path), 60, seed=5, params=params)
+    walker = walker_trajectories(300, 60, seed=5, params=params)
+    width, height = params.image_size
+    for boxes in (windows.boxes, walker.boxes):
+        assert np.all(np.abs(boxes[..., 0] / width - 0.5) <= 1.0 + 0.05)
+        assert np.all(np.abs(boxes[..., 1] / height - 0.5) <= 1.0 + 0.05)
+
+
+def test_cv_fit_ignores_impossible_windows(tmp_path):
+    from mixdvae.data import BoxWindows
+    from mixdvae.dvae.training import PriorData
+
+    rng = np.random.default_rng(0)
+    t = np.arange(30)
+    boxes = np.zeros((50, 30, 4))
+    boxes[..., 0] = 100 + 2.0 * t + rng.normal(0, 0.5, (50, 30))  # 2 px per frame, 100 px tall boxes
+    boxes[..., 1], boxes[..., 2], boxes[..., 3] = 200, 40, 100
+    good = BoxWindows(boxes, np.ones((50, 30), bool), np.full(50, 25.0))
+    wild = good.subset(slice(0, 1))
+    wild.boxes[0, 15:, 0] += 1e5  # a box thrown 1000 heights away in one frame
+    empty = BoxWindows.concat([])
+    clean = PriorData(good, empty, empty, empty, [], []).fit_cv()
+    polluted = PriorData(BoxWindows.concat([good, wild]), empty, empty, empty, [], []).fit_cv()
+    np.testing.assert_allclose(polluted.r, clean.r, rtol=1e-6)
+    assert clean.r[0] < 1e-3  # the observation noise of the clean windows (0.5 px in 100 px boxes)

@@ -230,8 +230,9 @@ def camera_view(walk: np.ndarray, dt: float, rng: np.random.Generator, p: Walker
     """Boxes (L, 4) ``cx, cy, w, h`` pixels of a person walking ``walk`` (L, 2), ground-plane metres from the
     origin (lateral, away from the camera), ``dt`` seconds apart, filmed by a random pinhole camera of ``p``:
     focal length, camera height, horizon, start distance and lateral offset, optionally a translating and
-    panning camera and a bobbing one; gait oscillation of the width and annotation jitter. None when the
-    person would come closer than 1.5 m to the camera (draw another camera)."""
+    panning camera and a bobbing one; gait oscillation of the width and annotation jitter. None (draw another
+    camera) when the person would come closer than 1.5 m to the camera, or when the box centre would leave the
+    image by more than half its size (a panning camera turning away, at low frame rates over long windows)."""
     length = len(walk)
     width, height = p.image_size
     t = np.arange(length) * dt
@@ -260,6 +261,8 @@ def camera_view(walk: np.ndarray, dt: float, rng: np.random.Generator, p: Walker
     step_freq = 1.8 * np.clip(np.hypot(*np.diff(walk, axis=0, prepend=walk[:1]).T) / dt / 1.3, 0, 1.5)
     phase = 2 * math.pi * np.cumsum(step_freq) * dt + rng.uniform(0, 6.3)
     w = aspect * h * (1 + p.gait_amplitude * np.abs(np.sin(phase / 2)) * (step_freq > 0.3))
+    if np.abs(cx / width - 0.5).max() > 1.0 or np.abs(cy / height - 0.5).max() > 1.0:
+        return None
     boxes = np.stack([cx, cy, w, h], axis=-1)
     sigma = np.repeat([rng.uniform(0, p.noise), rng.uniform(0, p.size_noise)], 2)
     boxes += rng.normal(size=boxes.shape) * sigma * h[:, None]
