@@ -94,4 +94,8 @@ def test_eval_prior_leave_one_dataset_out_on_tiny_data(tmp_path, capsys):
     assert load_tool("eval_prior").main(argv) == 0
     assert "training srnn" not in capsys.readouterr().err
     assert json.loads(out.read_text()) == results
+    # another training config: the cached folds are retrained, unless asked to reuse them for re-scoring
+    assert load_tool("eval_prior").main([*argv, "--set", "train.epochs=3", "--reuse-folds"]) == 0
+    err = capsys.readouterr().err
+    assert "training srnn" not in err and "reused as asked" in err
     assert load_tool("eval_prior").main([*argv, "--datasets", "kitti"]) == 2

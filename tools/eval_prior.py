@@ -97,14 +97,19 @@ def config_hash(config: dict) -> str:
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
-def fold_model(model: str, config: dict, fold_dir: Path, held_out: str, retrain: bool, log) -> DVAE:
-    """The fold model trained by ``config`` (cached in ``fold_dir/<model>_<held_out>.pt``)."""
+def fold_model(model: str, config: dict, fold_dir: Path, held_out: str, args, log) -> DVAE:
+    """The fold model trained by ``config`` (cached in ``fold_dir/<model>_<held_out>.pt``; with
+    ``--reuse-folds``, any cached one, whatever config and recipe trained it; ``--retrain``: never cached)."""
     digest = config_hash(config)
     path = fold_dir / f"{model}_{held_out}.pt"
-    if path.is_file() and not retrain:
+    if path.is_file() and not args.retrain:
         try:
             cached = DVAE.load(path)
             if cached.meta.get("config_hash") == digest:
+                return cached
+            if args.reuse_folds:
+                log(f"  {path.name}: trained with another config or recipe "
+                    f"(recipe {cached.meta.get('recipe_version')}), reused as asked (--reuse-folds)")
                 return cached
             log(f"  {path.name}: trained with another config, retraining")
         except Exception as err:  # noqa: BLE001 - a bad cache entry is retrained
@@ -188,7 +193,7 @@ def loso(args, log) -> dict:
     for held_out in sorted(tracks):
         log(f"fold: held out {held_out} ({sum(len(t) for t in tracks[held_out])} boxes)")
         configs = {name: fold_config(name, root, held_out, fold_dir, args.set) for name in names}
-        models = {name: fold_model(name, configs[name], fold_dir, held_out, args.retrain, log) for name in names}
+        models = {name: fold_model(name, configs[name], fold_dir, held_out, args, log) for name in names}
         data = build_data(configs[names[0]] if names else fold_config("srnn", root, held_out, fold_dir, args.set),
                           log=lambda msg: None)
         test = {held_out: windows_from_tracks(tracks[held_out], args.window, None, 3)}
@@ -247,7 +252,7 @@ def lodo(args, log) -> dict:
     for held_out in held_outs:
         log(f"fold: held out dataset {held_out}")
         configs = {name: dataset_fold_config(name, held_out, fold_dir, args.set) for name in names}
-        models = {name: fold_model(name, configs[name], fold_dir, held_out, args.retrain, log) for name in names}
+        models = {name: fold_model(name, configs[name], fold_dir, held_out, args, log) for name in names}
         config = configs[names[0]] if names else dataset_fold_config("srnn", held_out, fold_dir, args.set)
         fold_pooled = {name: Metrics() for name in pooled}
         fold_seq: dict[str, dict] = {}
@@ -314,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fold-dir", default="runs/loso", help="cache of the LOSO fold models (default runs/loso)")
     parser.add_argument("--set", action="append", default=[], type=parse_override, metavar="KEY=VALUE",
                         help="override an entry of every fold's training config, e.g. train.epochs=5 (repeatable)")
+    parser.add_argument("--reuse-folds", action="store_true",
+                        help="score the cached fold models even when their config or the training recipe has changed "
+                             "since (re-scoring after an evaluation change, without retraining)")
     parser.add_argument("--retrain", action="store_true", help="retrain the fold models even when cached")
     parser.add_argument("--window", type=int, default=60, help="evaluation window length (default 60)")
     parser.add_argument("--horizon", type=int, default=10, help="steps ahead for IoU@10 / centre @10 (default 10)")
