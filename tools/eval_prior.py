@@ -39,18 +39,18 @@ import yaml
 from mixdvae.cli import guarded
 from mixdvae.cli import parser as make_parser
 from mixdvae.config import parse_override
-from mixdvae.data import BoxWindows, WalkerParams, load_mot_tracks, real_windows, windows_from_tracks
+from mixdvae.data import BoxWindows, load_mot_tracks, real_windows, windows_from_tracks
 from mixdvae.data.eth_ucy import load_walks, scenes_of, walk_windows
 from mixdvae.dvae import DVAE, load_prior
 from mixdvae.dvae.cv import CVParams, fit_cv
 from mixdvae.dvae.evaluate import METRIC_KEYS, Metrics, evaluate_cv, evaluate_dvae
 from mixdvae.dvae.training import (
-    DEFAULT_CONFIG,
     RECIPE_VERSION,
     build_data,
     merge_config,
     resolve_path,
     train_prior,
+    walk_camera,
 )
 from mixdvae.errors import DataNotFoundError, UsageError
 from mixdvae.mot import atomic_write_text
@@ -79,15 +79,15 @@ def base_fold_config(model: str, overrides: list[dict]) -> dict:
     return config
 
 
+def without(config: dict, data: dict, model: str, held_out: str, fold_dir: Path) -> dict:
+    """``config`` with the ``data`` overrides that leave ``held_out`` out, writing to its fold folder."""
+    output = {"dir": str(fold_dir / f"{model}_{held_out}"), "checkpoint": None, "plot": True}
+    return merge_config(config, {"data": data, "output": output})
+
+
 def fold_config(model: str, root: Path, held_out: str, fold_dir: Path, overrides: list[dict] = ()) -> dict:
-    config = base_fold_config(model, overrides)
-    return merge_config(
-        config,
-        {
-            "data": {"real": {"roots": [str(root)], "include": None, "exclude": [held_out]}},
-            "output": {"dir": str(fold_dir / f"{model}_{held_out}"), "checkpoint": None, "plot": True},
-        },
-    )
+    data = {"real": {"roots": [str(root)], "include": None, "exclude": [held_out]}}
+    return without(base_fold_config(model, overrides), data, model, held_out, fold_dir)
 
 
 def config_hash(config: dict) -> str:
@@ -217,10 +217,7 @@ def dataset_fold_config(model: str, held_out: str, fold_dir: Path, overrides: li
         data = {"real": {"roots": []}}
     else:
         data = {"eth_ucy": {"exclude": [*(config["data"].get("eth_ucy") or {}).get("exclude", []), held_out]}}
-    return merge_config(config, {
-        "data": data,
-        "output": {"dir": str(fold_dir / f"{model}_{held_out}"), "checkpoint": None, "plot": True},
-    })
+    return without(config, data, model, held_out, fold_dir)
 
 
 def dataset_tests(held_out: str, args, config: dict) -> dict[str, BoxWindows]:
@@ -231,8 +228,7 @@ def dataset_tests(held_out: str, args, config: dict) -> dict[str, BoxWindows]:
         if not tracks:
             raise DataNotFoundError(f"no MOTChallenge sequence with ground truth in {resolve_path(args.data_root)}")
         return {seq: windows_from_tracks(t, args.window, None, 3) for seq, t in tracks.items()}
-    section = merge_config(DEFAULT_CONFIG["data"]["eth_ucy"], config["data"].get("eth_ucy") or {})
-    params = WalkerParams(**(section.get("camera_args") or {}))
+    params = walk_camera(config["data"].get("eth_ucy") or {})
     walks = load_walks(resolve_path(args.eth_ucy_root), scenes_of([held_out]))
     if not walks:
         raise DataNotFoundError(f"no ETH/UCY scene of {held_out!r} in {resolve_path(args.eth_ucy_root)}")

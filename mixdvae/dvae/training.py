@@ -212,12 +212,12 @@ class PriorData:
         real = BoxWindows.concat([self.train_real, self.train_walks])
         x = real.to_model()
         steps = np.abs(np.diff(x, axis=1)) / np.clip(x[:, :-1, 3:4], 0.05, None)
-        real = real.subset(~((steps > max_step).any(-1) & real.mask[:, 1:]).any(1))
-        if not len(real):
+        keep = np.flatnonzero(~((steps > max_step).any(-1) & real.mask[:, 1:]).any(1))
+        if not len(keep):
             return None
-        if len(real) > max_windows:
-            real = real.subset(np.sort(np.random.default_rng(seed).choice(len(real), max_windows, replace=False)))
-        return fit_cv(real.to_model(), real.mask)
+        if len(keep) > max_windows:
+            keep = keep[np.sort(np.random.default_rng(seed).choice(len(keep), max_windows, replace=False))]
+        return fit_cv(x[keep], real.mask[keep])
 
     def pools(self, config: dict) -> list[tuple[BoxWindows, BoxWindows, float]]:
         """``(train, val, weight)`` of each source: the share of every batch (and of the validation score) that
@@ -293,10 +293,15 @@ def build_walk_windows(section: dict, length: int, seed: int, log) -> tuple[BoxW
     found = load_walks(folder, scenes)  # scenes without a file are skipped
     walks = [w for scene_walks in found.values() for w in scene_walks]
     train, val = split_walks(walks, float(section.get("val_fraction", 0.1)), seed)
-    params = WalkerParams(**(section.get("camera_args") or {}))
+    params = walk_camera(section)
     stride_s = float(section.get("stride_s", 2.0))
     return (walk_windows(train, length, seed + 505, params, stride_s),
             walk_windows(val, length, seed + 606, params, None), list(found))  # validation: consecutive windows
+
+
+def walk_camera(section: dict) -> WalkerParams:
+    """The cameras (and frame rates) that film the ETH/UCY walks: ``camera_args`` of a ``data.eth_ucy`` section."""
+    return WalkerParams(**(section.get("camera_args") or {}))
 
 
 def data_statistics(windows: list[BoxWindows]) -> dict:
@@ -471,8 +476,9 @@ class MotionBatches:
         val = BoxWindows.concat([self.data.val_real, self.data.val_walks])
         if not len(val) or not hasattr(model.io, "set_var_scale"):
             return
-        mean, var, _ = dvae_predictions(model, val.to_model(), horizon=0)
-        x = val.to_model().astype(np.float64)
+        x = val.to_model()
+        mean, var, _ = dvae_predictions(model, x, horizon=0)
+        x = x.astype(np.float64)
         scored = val.mask & (np.arange(val.length) >= 2)[None]
         scale = (((x - mean) ** 2 / var)[scored]).mean(0) * model.io.var_scale.cpu().numpy()
         model.io.set_var_scale(scale, model.config)
