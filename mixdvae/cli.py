@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from pathlib import Path
 
 from mixdvae.errors import EXIT_CODES_HELP, EXIT_NOT_FOUND, MixDVAEError
 
@@ -40,3 +41,15 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     """An argument parser showing the tool's module docstring (its examples) and the exit codes."""
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
                                    epilog=EXIT_CODES_HELP)
+
+
+def add_audio_run_options(ap: argparse.ArgumentParser, demo_help: str) -> None:
+    """The options the audio tools (``enhance.py``, ``separate.py``) share: ``--seed``, ``--device``,
+    ``--threads``, ``--json``, ``--demo`` (described by ``demo_help``) and ``--no-progress``."""
+    ap.add_argument("--seed", type=int, default=0, help="seed of the VEM's random draws (default 0)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: the VEM's small per-frame steps do not gain from more)")
+    ap.add_argument("--json", type=Path, metavar="FILE", help="write the per-file results and metrics as JSON")
+    ap.add_argument("--demo", action="store_true", help=demo_help)
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")

@@ -35,7 +35,7 @@ from mixdvae.audio.enhance import EnhanceConfig, enhance, load_speech_prior
 from mixdvae.audio.io import AUDIO_SUFFIXES
 from mixdvae.audio.metrics import estoi, pesq_wb, si_sdr
 from mixdvae.audio.plotting import plot_spectrograms
-from mixdvae.cli import guarded, parser
+from mixdvae.cli import add_audio_run_options, guarded, parser
 from mixdvae.errors import DataNotFoundError, InputError, UsageError
 from mixdvae.mot import atomic_write_text
 from mixdvae.resources import shipped_dir
@@ -51,13 +51,7 @@ def parse_args(argv=None):
                     help="srnn_speech (DVAE-VEM, default), vae_speech (VAE-VEM), nmf (NMF-VEM) or a checkpoint path")
     ap.add_argument("--clean", nargs="+", type=Path, metavar="REF", help="clean reference file(s) or a folder")
     ap.add_argument("--iterations", type=int, help=f"VEM iterations (default {EnhanceConfig.iterations})")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the VEM's random draws (default 0)")
-    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (default 1: the VEM's small per-frame steps do not gain from more)")
-    ap.add_argument("--json", type=Path, metavar="FILE", help="write the per-file results and metrics as JSON")
-    ap.add_argument("--demo", action="store_true", help="enhance the shipped example (noisy.wav, clean.wav)")
-    ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    add_audio_run_options(ap, "enhance the shipped example (noisy.wav, clean.wav)")
     args = ap.parse_args(argv)
     if args.demo:
         if args.inputs or args.clean:

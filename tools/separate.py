@@ -47,7 +47,7 @@ from mixdvae.audio.separate import (
     source_label,
 )
 from mixdvae.audio.stft import DEFAULT_STFT
-from mixdvae.cli import guarded, parser
+from mixdvae.cli import add_audio_run_options, guarded, parser
 from mixdvae.errors import DataNotFoundError, InputError, UsageError
 from mixdvae.mot import atomic_write_text
 from mixdvae.resources import shipped_dir
@@ -76,12 +76,7 @@ def parse_args(argv=None):
     ap.add_argument("--update-rho", action="store_true", default=None, help="re-estimate rho (M-step)")
     ap.add_argument("--segment", type=int, help=f"frames per segment, 0 = whole signal "
                                                 f"(default {SeparateConfig.segment})")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the VEM's random draws (default 0)")
-    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    ap.add_argument("--json", type=Path, metavar="FILE", help="write the per-file results and metrics as JSON")
-    ap.add_argument("--demo", action="store_true", help="separate the shipped speech + flute example")
-    ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    add_audio_run_options(ap, "separate the shipped speech + flute example")
     args = ap.parse_args(argv)
     if args.demo:
         if args.inputs or args.refs:
