@@ -32,7 +32,8 @@ def plot_spectrograms(
     decibels = {label: 10 * np.log10(power_spectrogram(np.asarray(x, dtype=np.float32), setting) + 1e-12)
                 for label, x in signals.items()}  # each (T, F)
     top = max(float(d.max()) for d in decibels.values())
-    figure = Figure(figsize=(10, 2.6 * len(decibels)))
+    # constrained layout leaves room for the suptitle and the colour bars (tight_layout let the title overlap)
+    figure = Figure(figsize=(10, 2.6 * len(decibels)), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(decibels), 1, sharex=True, squeeze=False)[:, 0]
     kilohertz = setting.frequencies(rate) / 1000
@@ -46,7 +47,6 @@ def plot_spectrograms(
     axes[-1].set_xlabel("time (s)")
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     atomic_write(path, lambda handle: handle.write(buffer.getvalue()), binary=True)
