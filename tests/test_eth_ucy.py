@@ -171,7 +171,7 @@ def test_the_shared_files_read_and_project():
 
 def test_panning_cameras_never_lose_the_person(tmp_path):
     # long windows at low frame rates (up to 12 s) with every camera translating and panning: the pan used to
-    # turn some cameras past 90 degrees, throwing boxes thousands of image widths away
+    # turn some cameras past 90 degrees, throwing boxes several image widths off screen
     path = tmp_path / "students003.txt"
     write_scene(path, {pid: straight(1.4, range(0, 400, 10), start=(pid, 0), heading=0.5 * pid) for pid in range(30)})
     params = WalkerParams(fps_range=(5.0, 7.0), moving_camera_prob=1.0)
