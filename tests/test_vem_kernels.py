@@ -102,8 +102,9 @@ def test_filter_smoother_matches_torch(smooth, per_frame):
         torch.testing.assert_close(torch.from_numpy(a), b, **TIGHT)
 
 
-@pytest.mark.parametrize("exclusive,one_detection", [(0, False), (3, False), (0, True), (2, True)])
-def test_assignment_m_step_and_pseudo_observations_match_torch(exclusive, one_detection):
+@pytest.mark.parametrize("exclusive,one_detection,gate", [(0, False, None), (3, False, 30.0), (0, True, 2.0),
+                                                           (2, True, None), (3, False, 2.0)])
+def test_assignment_m_step_and_pseudo_observations_match_torch(exclusive, one_detection, gate):
     inp = random_input(seed=3)
     g = torch.Generator().manual_seed(4)
     mean = inp.init.unsqueeze(2) + torch.randn(3, 4, 9, 4, generator=g, dtype=torch.float64) * 5
@@ -112,11 +113,11 @@ def test_assignment_m_step_and_pseudo_observations_match_torch(exclusive, one_de
     phi = detection_noise(inp.obs, r)
     log_pi = torch.log(torch.tensor([0.01, 0.2, 0.05], dtype=torch.float64))
     log_density = torch.full((3,), -2 * torch.log(torch.tensor(640.0 * 480.0)).item(), dtype=torch.float64)
-    logits = assignment_logits(inp.obs, phi, mean, var, inp.source_mask, log_pi, log_density, 1.25)
+    logits = assignment_logits(inp.obs, phi, mean, var, inp.source_mask, log_pi, log_density, 1.25, gate=gate)
     eta, loglik = normalise(logits, inp.obs_mask, exclusive, one_detection)
     out_eta, out_ll = kernels.assign(_np(inp.obs), _np(inp.obs_mask), _np(phi), _np(mean), _np(var),
                                      _np(inp.source_mask), _np(log_pi), _np(log_density), 1.25, exclusive,
-                                     one_detection)
+                                     one_detection, -1.0 if gate is None else gate)
     torch.testing.assert_close(torch.from_numpy(out_eta), eta, **TIGHT)
     torch.testing.assert_close(torch.from_numpy(out_ll), loglik, **TIGHT)
     for a, b in zip(kernels.pseudo_observations(_np(eta), _np(inp.obs), _np(phi)),
@@ -131,15 +132,16 @@ def test_assignment_m_step_and_pseudo_observations_match_torch(exclusive, one_de
             torch.testing.assert_close(torch.from_numpy(a), b, **TIGHT)
 
 
-@pytest.mark.parametrize("var_cap,exclusive,one_detection", [(None, 0, False), (2.0, 3, False), (1.0, 0, True)])
-def test_filtering_pass_matches_torch(var_cap, exclusive, one_detection):
+@pytest.mark.parametrize("var_cap,exclusive,one_detection,gate", [(None, 0, False, None), (2.0, 3, False, 30.0),
+                                                                  (1.0, 0, True, 2.0), (None, 3, False, 2.0)])
+def test_filtering_pass_matches_torch(var_cap, exclusive, one_detection, gate):
     inp = random_input(seed=5)
     ctx = context(inp)
     trans = random_transition(ctx, per_frame=True, seed=6)
     phi = detection_noise(inp.obs, torch.full((3, 4), 0.1, dtype=torch.float64))
     data = (inp.obs, inp.obs_mask, phi, inp.source_mask, torch.log(torch.full((3,), 0.02, dtype=torch.float64)),
             torch.full((3,), -25.0, dtype=torch.float64))
-    cfg = VEMConfig(var_cap=var_cap, exclusive=exclusive, one_detection=one_detection, temperature=1.25)
+    cfg = VEMConfig(var_cap=var_cap, exclusive=exclusive, one_detection=one_detection, temperature=1.25, gate=gate)
     prior = ConstantVelocityPrior()
     ref = TorchSteps().online(ctx, trans, prior, data, cfg)
     out = numba_steps().online(ctx, trans, prior, data, cfg)
@@ -186,6 +188,27 @@ def test_run_vem_numba_matches_torch_with_windows_converging_apart(prior):
     torch.testing.assert_close(out.window_iterations, ref.window_iterations)
     for name in ("mean", "var", "eta", "r", "clutter_weight"):
         torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_gating_zeroes_far_pairs_and_changes_nothing_else(backend):
+    """In a wide scene most (detection, source) pairs are far apart: the default gate gives them exactly zero
+    mass (more of them than float64 underflow would), and the whole VEM's results move by less than 1e-12
+    against no gating; a tight gate changes them."""
+    inp = random_input(B=3, N=12, T=8, K=12, seed=11)
+    inp.obs[..., 0] *= 8  # spread the scene over 3,000 pixels so that most pairs are far apart
+    inp.init[..., 0] *= 8
+    inp.area[:] = 3200.0 * 480.0
+    prior = ConstantVelocityPrior()
+    gated = run_vem(inp, prior, VEMConfig(update_r=True), backend=backend)
+    free = run_vem(inp, prior, VEMConfig(update_r=True, gate=None), backend=backend)
+    real = inp.obs_mask.unsqueeze(-1).expand_as(gated.eta)[..., 1:]
+    zeros, underflows = (gated.eta[..., 1:][real] == 0).sum(), (free.eta[..., 1:][real] == 0).sum()
+    assert zeros > 0.5 * real.sum() and zeros > underflows + 50  # far pairs are gated, not only underflowing
+    for name in ("mean", "var", "eta", "r", "clutter_weight"):
+        torch.testing.assert_close(getattr(gated, name), getattr(free, name), rtol=1e-12, atol=1e-12)
+    tight = run_vem(inp, prior, VEMConfig(update_r=True, gate=1.0), backend=backend)
+    assert (tight.eta - free.eta).abs().max() > 1e-6
 
 
 def test_auto_backend_and_priors_without_a_linear_transition():

@@ -42,6 +42,7 @@ def assignment_logits(
     temperature: float = 1.0,
     predictive: bool = False,
     var_cap: float | None = None,
+    gate: float | None = None,
 ) -> torch.Tensor:
     """Unnormalised log eta (B, T, K, N + 1).
 
@@ -50,7 +51,8 @@ def assignment_logits(
     With ``predictive=True`` the source term is the predictive likelihood ``log N(o_tk; m_tn, Phi_tk + V_tn)``
     instead (used by the first, filtering pass where ``mean``/``var`` are one-step predictions); ``var_cap = c``
     bounds ``V_tn`` there by ``c Phi_tk``, so that a source unobserved for a while (large V) does not claim
-    detections far from its prediction (in a crowd: a neighbour's).
+    detections far from its prediction (in a crowd: a neighbour's). ``gate = g`` sets a source's logit to -inf
+    where it falls more than g nats below the clutter class's (``VEMConfig.gate``).
 
     ``mean``/``var`` may cover a sub-range of frames: their T must equal that of ``obs``.
     """
@@ -69,8 +71,11 @@ def assignment_logits(
     pi_c = log_pi_clutter.view(-1, 1, 1)
     log_pi_src = torch.log1p(-torch.exp(pi_c)) - torch.log(n_alive.to(ll.dtype))  # (B, T, 1)
     src = temperature * ll + log_pi_src.unsqueeze(2)
-    src = src.masked_fill(~alive.unsqueeze(2), float("-inf"))
     clutter = (log_pi_clutter + log_clutter_density).view(-1, 1, 1, 1).expand(*src.shape[:3], 1)
+    dead = ~alive.unsqueeze(2)
+    if gate is not None:
+        dead = dead | (src < clutter - gate)
+    src = src.masked_fill(dead, float("-inf"))
     return torch.cat([clutter, src], dim=-1)
 
 

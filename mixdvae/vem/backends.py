@@ -44,7 +44,7 @@ def online_pass(estimate, obs, obs_mask, phi, source_mask, log_pi_clutter, log_d
         logits = assignment_logits(
             obs[:, t : t + 1], phi[:, t : t + 1], pred_m.unsqueeze(2), pred_v.unsqueeze(2),
             source_mask[:, :, t : t + 1], log_pi_clutter, log_density, cfg.temperature, predictive=True,
-            var_cap=cfg.var_cap,
+            var_cap=cfg.var_cap, gate=cfg.gate,
         )
         eta_t, ll = normalise(logits, obs_mask[:, t : t + 1], cfg.exclusive, cfg.one_detection)
         etas[t] = eta_t
@@ -101,7 +101,7 @@ class TorchSteps:
         else:
             new_mean, new_var = velocity_filter_smooth(ctx, fixed, trans.at, trans.velocity_var, prior.smooth)
         logits = assignment_logits(obs, phi, new_mean, new_var, source_mask, torch.log(clutter_weight), log_density,
-                                   cfg.temperature)
+                                   cfg.temperature, gate=cfg.gate)
         new_eta, loglik = normalise(logits, obs_mask, cfg.exclusive, cfg.one_detection)
         delta_eta = (new_eta - eta).abs().amax(dim=(1, 2, 3))
         height = ctx.ref_height.unsqueeze(2)  # (B, N, 1, 1)
@@ -138,6 +138,11 @@ def _np(x: torch.Tensor) -> np.ndarray:
     return x.numpy() if x.is_contiguous() else x.contiguous().numpy()
 
 
+def _gate(cfg) -> float:
+    """``cfg.gate`` for the kernels: negative for no gating."""
+    return -1.0 if cfg.gate is None else float(cfg.gate)
+
+
 def _initial(ctx: PriorContext, trans: LinearTransition) -> list[np.ndarray]:
     """Initial box, velocity, box variance, velocity variance (B, N, 4), start (B, N) and the transition's
     ``f, k, q11, q12, q22`` (B, N, T or 1, 4), as NumPy arrays."""
@@ -160,8 +165,8 @@ class NumbaSteps:
         var_cap = -1.0 if cfg.var_cap is None else float(cfg.var_cap)
         out = self.kernels.online_filter_smooth(
             *_initial(ctx, trans), _np(obs), _np(obs_mask), _np(phi), _np(source_mask), _np(log_pi_clutter),
-            _np(log_density), float(cfg.temperature), var_cap, int(cfg.exclusive), bool(cfg.one_detection),
-            bool(prior.smooth),
+            _np(log_density), float(cfg.temperature), var_cap, _gate(cfg), int(cfg.exclusive),
+            bool(cfg.one_detection), bool(prior.smooth),
         )
         return tuple(torch.from_numpy(x) for x in out)
 
@@ -184,7 +189,8 @@ class NumbaSteps:
                     terms[i, :, :, t] = x.numpy() if isinstance(x, torch.Tensor) else x
             loglik += self.kernels.online_frame(
                 t, state, pred, filt, eta, *first, *terms, obs, obs_mask, phi, source_mask, log_pi_clutter,
-                log_density, float(cfg.temperature), var_cap, int(cfg.exclusive), bool(cfg.one_detection),
+                log_density, float(cfg.temperature), var_cap, _gate(cfg), int(cfg.exclusive),
+                bool(cfg.one_detection),
             )
         mean, var = self.kernels.smooth_states(pred, filt, terms[0], first[4], bool(prior.smooth))
         trans = LinearTransition(*(torch.from_numpy(x) for x in terms), velocity_var)
@@ -195,8 +201,8 @@ class NumbaSteps:
         out = self.kernels.iterate(
             *(_np(x) for x in (*data, *state[3:], r_prior)), *_initial(ctx, trans), *(_np(x) for x in state[:3]),
             bool(cfg.update_r), bool(cfg.update_clutter), *(float(x) for x in (*cfg.r_bounds, *cfg.clutter_bounds)),
-            float(cfg.r_prior_weight), float(cfg.temperature), int(cfg.exclusive), bool(cfg.one_detection),
-            bool(prior.smooth),
+            float(cfg.r_prior_weight), float(cfg.temperature), _gate(cfg), int(cfg.exclusive),
+            bool(cfg.one_detection), bool(prior.smooth),
         )
         return tuple(torch.from_numpy(x) for x in out)
 

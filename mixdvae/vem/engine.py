@@ -137,6 +137,10 @@ class VEMConfig:
             rest of those detections' mass goes to the other classes), see :func:`mixdvae.vem.assign.normalise`.
         var_cap: bound on a source's predictive variance in the filtering pass's assignment, as a multiple of
             the detection noise Phi (None: no bound), see :func:`mixdvae.vem.assign.assignment_logits`.
+        gate: E-W gating, in nats: a source whose assignment logit for a detection falls more than ``gate``
+            below the clutter class's gets exactly zero mass there (its eta would be below ``exp(-gate)`` anyway,
+            the clutter class being in every row), so the kernels skip the far (detection, source) pairs of a
+            crowd after a cheap bound; None: no gating. The default, 30 nats, changes eta by less than 1e-13.
         dtype: floating type of the engine (float64 by default; the DVAE runs in float32 anyway).
     """
 
@@ -157,6 +161,7 @@ class VEMConfig:
     exclusive: int = 3
     one_detection: bool = False
     var_cap: float | None = 2.0
+    gate: float | None = 30.0
     dtype: torch.dtype = torch.float64
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
@@ -164,7 +169,7 @@ class VEMConfig:
         "clutter_weight": Range(0, 1, exclusive_low=True), "clutter_bounds": Range(0, 1, exclusive_low=True),
         "clutter_model": ("box", "area"), "temperature": Range(0, exclusive_low=True), "max_iter": Range(0),
         "min_iter": Range(0), "tol": Range(0), "tol_mean": Range(0), "init_std": Range(0, exclusive_low=True),
-        "exclusive": Range(0), "var_cap": Range(0, exclusive_low=True),
+        "exclusive": Range(0), "var_cap": Range(0, exclusive_low=True), "gate": Range(0, exclusive_low=True),
     }
 
     def __post_init__(self):

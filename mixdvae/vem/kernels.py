@@ -11,6 +11,10 @@ Shapes, as in the engine: ``obs``/``phi`` (B, T, K, 4), ``obs_mask`` (B, T, K), 
 position-velocity filter (see :class:`mixdvae.vem.priors.LinearTransition`) is five arrays ``f, k, q11, q12, q22``,
 (B, N, T, 4), or (B, N, 1, 4) when it is the same for every frame.
 
+E-W is gated (``VEMConfig.gate``): each detection computes only the sources it can see, found by a sorted
+search on cx, and the normalisations loop over those lists, so a frame costs its (detection, neighbour) pairs
+rather than all K x N of them.
+
 Compiled on first use and cached on disk (``cache=True``), so later processes load them in well under a second.
 """
 
@@ -33,26 +37,57 @@ kernel = njit(cache=True, error_model="numpy")
 
 
 @kernel
-def _frame_logits(out, obs, phi, mean, var, alive, log_pi_clutter, log_density, temperature, predictive,
-                  var_cap):
+def _frame_logits(out, cand, ncand, obs, phi, mean, var, alive, log_pi_clutter, log_density, temperature,
+                  predictive, var_cap, gate):
     """Logits of one frame into ``out`` (K, N + 1): obs/phi (K, 4), mean/var (N, 4), alive (N,) bool.
 
-    ``var_cap < 0`` means no cap (see :func:`mixdvae.vem.assign.assignment_logits`)."""
+    ``var_cap < 0`` means no cap, ``gate < 0`` no gating (see :func:`mixdvae.vem.assign.assignment_logits`).
+    Only the sources a detection can see are computed: they are listed in ``cand[k, :ncand[k]]`` (K, N) and the
+    other entries of the row are left at zero, their eta (a gated or dead source's logit is -inf). With a gate,
+    the alive sources are sorted by cx and each detection only looks at those within the cx distance where the
+    cx term alone would gate them (the log-determinant bounded by ``log |Phi|``, as ``Phi + V >= Phi``): in a
+    crowd a detection costs its neighbours, not the whole frame."""
     K, N1 = out.shape
+    order = np.empty(N1 - 1, dtype=np.int64)
     n_alive = 0
+    var_max = 0.0
     for n in range(N1 - 1):
-        n_alive += alive[n]
-    n_alive = max(n_alive, 1)
-    log_pi_src = math.log1p(-math.exp(log_pi_clutter)) - math.log(n_alive)
+        if alive[n]:
+            order[n_alive] = n
+            n_alive += 1
+            var_max = max(var_max, var[n, 0])
+    log_pi_src = math.log1p(-math.exp(log_pi_clutter)) - math.log(max(n_alive, 1))
+    order = order[:n_alive]
+    order = order[np.argsort(mean[order, 0], kind="mergesort")]
+    xs = mean[order, 0]
     for k in range(K):
+        for n in range(N1):
+            out[k, n] = 0.0
         out[k, 0] = log_pi_clutter + log_density
+        ncand[k] = 0
         log_det = 0.0
-        if not predictive:
-            for d in range(4):
-                log_det += math.log(phi[k, d])
-        for n in range(N1 - 1):
-            if not alive[n]:
-                out[k, n + 1] = -np.inf
+        for d in range(4):
+            log_det += math.log(phi[k, d])
+        lo, hi = 0, n_alive
+        floor = -np.inf
+        if gate >= 0:
+            floor = out[k, 0] - gate
+            # gated when the cx term exceeds q_max: -temperature (q + log_det + 4 log 2 pi) / 2 + log_pi_src < floor
+            q_max = 2.0 * (log_pi_src - floor) / temperature - log_det - 4 * LOG_2PI
+            if q_max < 0:
+                continue
+            widest = phi[k, 0]  # the largest cx variance of the term, over the sources
+            if predictive:
+                widest = phi[k, 0] * (1.0 + var_cap) if var_cap >= 0 else phi[k, 0] + var_max
+            radius = math.sqrt(q_max * widest)
+            lo = np.searchsorted(xs, obs[k, 0] - radius, side="left")
+            hi = np.searchsorted(xs, obs[k, 0] + radius, side="right")
+        for i in range(lo, hi):
+            n = order[i]
+            v = var[n, 0] if not predictive or var_cap < 0 else min(var[n, 0], var_cap * phi[k, 0])
+            bound = (obs[k, 0] - mean[n, 0]) ** 2 / (phi[k, 0] + v) if predictive else (
+                ((obs[k, 0] - mean[n, 0]) ** 2 + v) / phi[k, 0])
+            if -0.5 * temperature * (bound + log_det + 4 * LOG_2PI) + log_pi_src < floor:
                 continue
             quad = 0.0
             if predictive:
@@ -67,72 +102,89 @@ def _frame_logits(out, obs, phi, mean, var, alive, log_pi_clutter, log_density, 
                 for d in range(4):
                     quad += ((obs[k, d] - mean[n, d]) ** 2 + var[n, d]) / phi[k, d]
                 ll = -0.5 * (quad + log_det + 4 * LOG_2PI)
-            out[k, n + 1] = temperature * ll + log_pi_src
+            logit = temperature * ll + log_pi_src
+            if logit >= floor:
+                out[k, n + 1] = logit
+                cand[k, ncand[k]] = n
+                ncand[k] += 1
 
 
 @kernel
-def _renormalise_rows(eta):
-    K, N1 = eta.shape
-    for k in range(K):
-        total = 0.0
-        for n in range(N1):
-            total += eta[k, n]
-        for n in range(N1):
-            eta[k, n] /= total
+def _renormalise_rows(eta, cand, ncand):
+    for k in range(eta.shape[0]):
+        total = eta[k, 0]
+        for c in range(ncand[k]):
+            total += eta[k, cand[k, c] + 1]
+        eta[k, 0] /= total
+        for c in range(ncand[k]):
+            eta[k, cand[k, c] + 1] /= total
 
 
 @kernel
-def _frame_normalise(eta, real, exclusive, one_detection):
-    """In place: logits (K, N + 1) of one frame to eta; returns the frame's log-likelihood (real rows' sum of
-    log normalisers).
+def _frame_normalise(eta, cand, ncand, real, exclusive, one_detection):
+    """In place: the logits of :func:`_frame_logits` (K, N + 1) to eta; returns the frame's log-likelihood
+    (real rows' sum of log normalisers).
 
-    The steps of :func:`mixdvae.vem.assign.normalise` in linear space, one ``exp`` per entry: after the first
+    The steps of :func:`mixdvae.vem.assign.normalise` in linear space, one ``exp`` per candidate: after the first
     normalisation each row holds its largest entry (>= 1 / (N + 1)), so the rescalings that follow (a
     source's column divided by its mass where it exceeds one, rows renormalised) never divide by zero."""
     K, N1 = eta.shape
     loglik = 0.0
     for k in range(K):
         top = eta[k, 0]  # finite: the clutter class
-        for n in range(1, N1):
-            top = max(top, eta[k, n])
-        total = 0.0
-        for n in range(N1):
+        for c in range(ncand[k]):
+            top = max(top, eta[k, cand[k, c] + 1])
+        eta[k, 0] = math.exp(eta[k, 0] - top)
+        for c in range(ncand[k]):
+            n = cand[k, c] + 1
             eta[k, n] = math.exp(eta[k, n] - top)
-            total += eta[k, n]
-        for n in range(N1):
-            eta[k, n] /= total
+        total = eta[k, 0]
+        for c in range(ncand[k]):
+            total += eta[k, cand[k, c] + 1]
+        eta[k, 0] /= total
+        for c in range(ncand[k]):
+            eta[k, cand[k, c] + 1] /= total
         if real[k]:
             loglik += top + math.log(total)
-    if one_detection:
-        for n in range(1, N1):
-            best, top = 0, -1.0
-            for k in range(K):
-                if real[k] and eta[k, n] > top:
-                    best, top = k, eta[k, n]
-            for k in range(K):
-                if k != best:
+    if one_detection:  # each source keeps its largest real entry (the first one on ties, as argmax)
+        best = np.full(N1, -1, dtype=np.int64)
+        for k in range(K):
+            if real[k]:
+                for c in range(ncand[k]):
+                    n = cand[k, c] + 1
+                    if best[n] < 0 or eta[k, n] > eta[best[n], n]:
+                        best[n] = k
+        for k in range(K):
+            for c in range(ncand[k]):
+                n = cand[k, c] + 1
+                if k != best[n]:
                     eta[k, n] = 0.0
-        _renormalise_rows(eta)
+        _renormalise_rows(eta, cand, ncand)
+    mass = np.empty(N1)
     for _ in range(exclusive):
-        for n in range(1, N1):
-            mass = 0.0
-            for k in range(K):
-                if real[k]:
-                    mass += eta[k, n]
-            if mass > 1.0:
-                for k in range(K):
-                    eta[k, n] /= mass
-        _renormalise_rows(eta)
+        mass[:] = 0.0
+        for k in range(K):
+            if real[k]:
+                for c in range(ncand[k]):
+                    n = cand[k, c] + 1
+                    mass[n] += eta[k, n]
+        for k in range(K):
+            for c in range(ncand[k]):
+                n = cand[k, c] + 1
+                if mass[n] > 1.0:
+                    eta[k, n] /= mass[n]
+        _renormalise_rows(eta, cand, ncand)
     for k in range(K):
         if not real[k]:
-            for n in range(N1):
-                eta[k, n] = 0.0
+            eta[k, 0] = 0.0
+            for c in range(ncand[k]):
+                eta[k, cand[k, c] + 1] = 0.0
     return loglik
 
 
 @kernel
 def assign(obs, obs_mask, phi, mean, var, source_mask, log_pi_clutter, log_density, temperature, exclusive,
-           one_detection):
+           one_detection, gate):
     """E-W on every frame of a batch: eta (B, T, K, N + 1) and the log-likelihood (B,) of the detections.
 
     ``log_pi_clutter``/``log_density`` (B,). The non-predictive likelihood of
@@ -141,11 +193,13 @@ def assign(obs, obs_mask, phi, mean, var, source_mask, log_pi_clutter, log_densi
     N = mean.shape[1]
     eta = np.empty((B, T, K, N + 1))
     loglik = np.zeros(B)
+    cand = np.empty((K, N), dtype=np.int64)
+    ncand = np.empty(K, dtype=np.int64)
     for b in range(B):
         for t in range(T):
-            _frame_logits(eta[b, t], obs[b, t], phi[b, t], mean[b, :, t], var[b, :, t], source_mask[b, :, t],
-                          log_pi_clutter[b], log_density[b], temperature, False, -1.0)
-            loglik[b] += _frame_normalise(eta[b, t], obs_mask[b, t], exclusive, one_detection)
+            _frame_logits(eta[b, t], cand, ncand, obs[b, t], phi[b, t], mean[b, :, t], var[b, :, t],
+                          source_mask[b, :, t], log_pi_clutter[b], log_density[b], temperature, False, -1.0, gate)
+            loglik[b] += _frame_normalise(eta[b, t], cand, ncand, obs_mask[b, t], exclusive, one_detection)
     return eta, loglik
 
 
@@ -338,7 +392,7 @@ def initial_state(init, init_vel, init_var, v0):
 
 @kernel
 def online_frame(t, state, pred, filt, eta, init, init_vel, init_var, v0, start, f, k, q11, q12, q22, obs,
-                 obs_mask, phi, source_mask, log_pi_clutter, log_density, temperature, var_cap, exclusive,
+                 obs_mask, phi, source_mask, log_pi_clutter, log_density, temperature, var_cap, gate, exclusive,
                  one_detection):
     """Frame t of the filtering pass, in place: predict ``state`` (B, N, 4, 5) with the transition into frame t
     (``f, k, q11, q12, q22`` (B, N, T or 1, 4)), assign the frame's detections to the predictions (predictive
@@ -350,6 +404,10 @@ def online_frame(t, state, pred, filt, eta, init, init_vel, init_var, v0, start,
     loglik = np.zeros(B)
     pred_m = np.empty((N, 4))
     pred_v = np.empty((N, 4))
+    lam = np.empty((N, 4))
+    info = np.empty((N, 4))
+    cand = np.empty((K, N), dtype=np.int64)
+    ncand = np.empty(K, dtype=np.int64)
     for b in range(B):
         for n in range(N):
             s = start[b, n]
@@ -360,17 +418,22 @@ def online_frame(t, state, pred, filt, eta, init, init_vel, init_var, v0, start,
                 _copy(state[b, n, d], pred[b, n, d, t])
                 pred_m[n, d], pred_v[n, d] = state[b, n, d, 0], state[b, n, d, 2]
         e = eta[b, t]
-        _frame_logits(e, obs[b, t], phi[b, t], pred_m, pred_v, source_mask[b, :, t], log_pi_clutter[b],
-                      log_density[b], temperature, True, var_cap)
-        loglik[b] = _frame_normalise(e, obs_mask[b, t], exclusive, one_detection)
+        _frame_logits(e, cand, ncand, obs[b, t], phi[b, t], pred_m, pred_v, source_mask[b, :, t],
+                      log_pi_clutter[b], log_density[b], temperature, True, var_cap, gate)
+        loglik[b] = _frame_normalise(e, cand, ncand, obs_mask[b, t], exclusive, one_detection)
+        lam[:] = 0.0
+        info[:] = 0.0
+        for j in range(K):
+            for c in range(ncand[j]):
+                n = cand[j, c]
+                w = e[j, n + 1]
+                for d in range(4):
+                    lam[n, d] += w / phi[b, t, j, d]
+                    info[n, d] += w * (obs[b, t, j, d] / phi[b, t, j, d])
         for n in range(N):
             s = start[b, n]
             for d in range(4):
-                lam = info = 0.0
-                for j in range(K):
-                    lam += e[j, n + 1] / phi[b, t, j, d]
-                    info += e[j, n + 1] * (obs[b, t, j, d] / phi[b, t, j, d])
-                _correct(state[b, n, d], lam, info, init[b, n, d], init_vel[b, n, d], init_var[b, n, d],
+                _correct(state[b, n, d], lam[n, d], info[n, d], init[b, n, d], init_vel[b, n, d], init_var[b, n, d],
                          v0[b, n, d], s > t)
                 _copy(state[b, n, d], filt[b, n, d, t])
     return loglik
@@ -393,8 +456,8 @@ def smooth_states(pred, filt, f, start, smooth):
 
 @kernel
 def online_filter_smooth(init, init_vel, init_var, v0, start, f, k, q11, q12, q22, obs, obs_mask, phi,
-                         source_mask, log_pi_clutter, log_density, temperature, var_cap, exclusive, one_detection,
-                         smooth):
+                         source_mask, log_pi_clutter, log_density, temperature, var_cap, gate, exclusive,
+                         one_detection, smooth):
     """The engine's filtering pass with a transition given in advance: :func:`online_frame` on every frame, then
     :func:`smooth_states`. Returns mean, var (B, N, T, 4), eta (B, T, K, N + 1) and the log-likelihood (B,)."""
     B, T, K, _ = obs.shape
@@ -407,7 +470,7 @@ def online_filter_smooth(init, init_vel, init_var, v0, start, f, k, q11, q12, q2
     for t in range(T):
         loglik += online_frame(t, state, pred, filt, eta, init, init_vel, init_var, v0, start, f, k, q11, q12, q22,
                                obs, obs_mask, phi, source_mask, log_pi_clutter, log_density, temperature, var_cap,
-                               exclusive, one_detection)
+                               gate, exclusive, one_detection)
     mean, var = smooth_states(pred, filt, f, start, smooth)
     return mean, var, eta, loglik
 
@@ -429,7 +492,7 @@ def _detection_noise(obs, r):
 @kernel
 def iterate(obs, obs_mask, source_mask, log_density, r, clutter_weight, r_prior, init, init_vel, init_var, v0,
             start, f, k, q11, q12, q22, mean, var, eta, update_r, update_clutter, r_low, r_high, clutter_low,
-            clutter_high, prior_weight, temperature, exclusive, one_detection, smooth):
+            clutter_high, prior_weight, temperature, gate, exclusive, one_detection, smooth):
     """One VEM iteration of the engine: M-step, E-S (Kalman filter and smoother on the pseudo-observations of
     ``eta``) and E-W, on windows whose latents are up to date (E-Z, done by the caller: the transition).
 
@@ -449,7 +512,7 @@ def iterate(obs, obs_mask, source_mask, log_density, r, clutter_weight, r_prior,
     for b in range(len(clutter_weight)):
         log_clutter[b] = math.log(clutter_weight[b])
     new_eta, loglik = assign(obs, obs_mask, phi, new_mean, new_var, source_mask, log_clutter,
-                             log_density, temperature, exclusive, one_detection)
+                             log_density, temperature, exclusive, one_detection, gate)
     B, N, T, _ = mean.shape
     delta_eta = np.zeros(B)
     delta_mean = np.zeros(B)
