@@ -110,6 +110,18 @@ def test_vem_improves_si_sdr_on_a_prior_sample_in_stationary_noise(srnn):
     assert result.cost[-1, 0] < result.cost[0, 0]  # the IS cost (monitored) went down
 
 
+def test_noise_warmup_fits_the_noise_before_the_first_e_step(srnn):
+    clean = speech_like(srnn, 1.0, seed=6)
+    noisy = clean + white_noise(len(clean), 7, float(np.sqrt(np.mean(clean**2))))
+    cold = enhance(noisy, srnn, EnhanceConfig(iterations=1))
+    warm = enhance(noisy, srnn, EnhanceConfig(iterations=1, warmup_m_steps=30))
+    assert warm.cost[0, 0] < cold.cost[0, 0] - 0.05  # a fitted noise model explains the mixture better
+    again = enhance(noisy, srnn, EnhanceConfig(iterations=1, warmup_m_steps=30))
+    np.testing.assert_array_equal(again.enhanced[0], warm.enhanced[0])  # seeded
+    with pytest.raises(ConfigError, match="warmup_m_steps"):
+        EnhanceConfig(warmup_m_steps=-1)
+
+
 def test_batched_equals_one_by_one(srnn):
     waves = [speech_like(srnn, s, seed) + white_noise(int(s * RATE), seed + 9, 0.05)
              for s, seed in ((0.8, 1), (1.2, 2), (0.5, 3))]

@@ -27,6 +27,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -52,6 +53,7 @@ from mixdvae.audio.io import AUDIO_SUFFIXES, MODEL_RATE
 from mixdvae.audio.metrics import estoi, pesq_wb, si_sdr
 from mixdvae.audio.mixing import mix_at_snr
 from mixdvae.cli import guarded, parser
+from mixdvae.config import parse_override
 from mixdvae.dvae import PRIORS_DIR
 from mixdvae.errors import DataNotFoundError, UsageError
 from mixdvae.mot import atomic_write_text
@@ -91,6 +93,8 @@ def parse_args(argv=None):
     ap.add_argument("--lr", type=float, help=f"encoder learning rate (default {EnhanceConfig.lr})")
     ap.add_argument("--noise-rank", type=int, help=f"NMF noise rank K (default {EnhanceConfig.noise_rank})")
     ap.add_argument("--tune", choices=("head", "encoder"), help=f"tuned encoder part (default {EnhanceConfig.tune})")
+    ap.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
+                    help="any other EnhanceConfig setting of the VEMs, e.g. --set m_steps=6 (repeatable)")
     ap.add_argument("--dvae-prior", default=VEMS["dvae-vem"], help="prior of DVAE-VEM (name or path)")
     ap.add_argument("--vae-prior", default=VEMS["vae-vem"], help="prior of VAE-VEM (name or path)")
     ap.add_argument("--ship-nmf", action="store_true",
@@ -195,7 +199,14 @@ def fit_length(y: np.ndarray, n: int) -> np.ndarray:
 def vem_config(args) -> EnhanceConfig:
     options = {"iterations": args.iterations, "encoder_steps": args.encoder_steps, "lr": args.lr,
                "noise_rank": args.noise_rank, "tune": args.tune}
-    return EnhanceConfig(seed=args.seed, **{k: v for k, v in options.items() if v is not None})
+    options = {k: v for k, v in options.items() if v is not None}
+    fields = {f.name for f in dataclasses.fields(EnhanceConfig)}
+    for override in args.set:
+        for key, value in override.items():
+            if key not in fields or isinstance(value, dict):
+                raise UsageError(f"--set {key}: not an EnhanceConfig setting (settings: {', '.join(sorted(fields))})")
+            options[key] = value
+    return EnhanceConfig(**{"seed": args.seed, **options})
 
 
 def nmf_basis(args) -> NMFBasis:
@@ -254,6 +265,7 @@ def format_table(table: dict[str, dict]) -> str:
 @guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
+    vem_config(args)  # a bad --set fails before any work
     torch.set_num_threads(1)
     basis = nmf_basis(args) if args.ship_nmf or "nmf-vem" in args.methods else None
     if args.pairs:

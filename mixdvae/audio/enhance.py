@@ -73,6 +73,7 @@ class EnhanceConfig:
     seed: int = 0
     floor: float = 1e-8  # variance floor, relative to the mean noisy power of each utterance
     m_steps: int = 3  # rounds of the multiplicative updates of W, H and g per iteration
+    warmup_m_steps: int = 0  # rounds of the M-step before the first E-step, on the unadapted prior's V_s
     nmf_speech_updates: int = 1  # NMF-VEM: updates of the speech activations per E-step
     tune: Literal["head", "encoder"] = "head"  # SRNN/DKF: fine-tune the posterior head, or the whole encoder
     speech_input: Literal["estimate", "noisy"] = "estimate"  # SRNN/DKF decoder's past power: E[|s|^2|x] or |x|^2
@@ -81,7 +82,7 @@ class EnhanceConfig:
         "iterations": Range(1, 10000), "noise_rank": Range(1, 512), "encoder_steps": Range(0, 100),
         "lr": Range(0, 1, exclusive_low=True), "samples": Range(1, 64), "wiener_samples": Range(1, 256),
         "batch_size": Range(1, 4096), "seed": Range(0), "floor": Range(0, 1e-2, exclusive_low=True),
-        "nmf_speech_updates": Range(1, 100), "m_steps": Range(1, 100),
+        "nmf_speech_updates": Range(1, 100), "m_steps": Range(1, 100), "warmup_m_steps": Range(0, 10000),
     }
 
     def __post_init__(self):
@@ -506,15 +507,15 @@ def enhance_spectrograms(X: torch.Tensor, mask: torch.Tensor, model: SpeechModel
     W, H = _initial_noise(P, mask, config)
     g = torch.ones(B, T, device=P.device, dtype=P.dtype)
     model.start(P, mask)
+    if config.warmup_m_steps:
+        Vs = model.variances(config.samples, (-1,)).clamp(min=floor)
+        W, H, g = _m_step(P, Vs, W, H, g, mask, floor, config.warmup_m_steps, model.uses_gain)
     costs = []
     for iteration in range(config.iterations):
         Vb = W @ H
         Vs = model.e_step(P, g, Vb, mask, (iteration,)).clamp(min=floor)  # (S, B, F, T)
-        for _ in range(config.m_steps):
-            W, H = nmf.nmf_step(P, g.unsqueeze(1) * Vs, W, H, mask, True, floor)
-            Vb = W @ H
-            if model.uses_gain:
-                g = nmf.update_gain(P, Vs, Vb, g, mask, floor)
+        W, H, g = _m_step(P, Vs, W, H, g, mask, floor, config.m_steps, model.uses_gain)
+        Vb = W @ H
         speech = g.unsqueeze(1) * Vs
         Vx = (speech + Vb).clamp(min=floor)
         cost = nmf.is_cost(P, Vx, mask) / (counts * Vs.shape[0])
@@ -529,6 +530,16 @@ def enhance_spectrograms(X: torch.Tensor, mask: torch.Tensor, model: SpeechModel
     S_hat = wiener * X
     _check_finite(S_hat.abs().sum((1, 2)), config.iterations)
     return S_hat, torch.stack(costs)
+
+
+def _m_step(P, Vs, W, H, g, mask, floor, rounds: int, uses_gain: bool):
+    """``rounds`` multiplicative updates of the noise ``W``, ``H`` and of the gain ``g`` given the speech
+    variances ``Vs`` (S, B, F, T); returns the new W, H, g."""
+    for _ in range(rounds):
+        W, H = nmf.nmf_step(P, g.unsqueeze(1) * Vs, W, H, mask, True, floor)
+        if uses_gain:
+            g = nmf.update_gain(P, Vs, W @ H, g, mask, floor)
+    return W, H, g
 
 
 def _initial_noise(P: torch.Tensor, mask: torch.Tensor, config: EnhanceConfig):

@@ -47,12 +47,18 @@ def is_cost(P: torch.Tensor, V: torch.Tensor, mask: torch.Tensor | None = None) 
 
 
 def _moments(P: torch.Tensor, Vx: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``sum_s P V_x^-2`` and ``sum_s V_x^-1`` over the leading sample axes, masked, each (B, F, T)."""
-    inv = 1.0 / Vx
+    """``sum_s P V_x^-2`` and ``sum_s V_x^-1`` over the leading sample axes, masked, each (B, F, T).
+
+    ``Vx`` is the caller's temporary and is overwritten: the updates are memory-bound, so every pass over the
+    (B, F, T) arrays saved counts (three here)."""
+    inv = Vx.reciprocal_()
     lead = tuple(range(Vx.dim() - 3))
-    a = (P * inv * inv).sum(dim=lead) if lead else P * inv * inv
-    b = inv.sum(dim=lead) if lead else inv
-    return a * m, b * m
+    if lead:
+        a = (P * inv).mul_(inv).sum(dim=lead).mul_(m)
+        return a, inv.sum(dim=lead).mul_(m)
+    a = P * inv
+    b = inv.mul_(m)
+    return a.mul_(b), b  # P / Vx^2 * m = (P / Vx) * (m / Vx)
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -63,7 +69,7 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 def update_W(P, V0, W, H, mask=None, floor: float = FLOOR) -> torch.Tensor:
     """One multiplicative update of ``W`` (B, F, K) for ``V_x = V0 + W H``; returns the new W."""
-    Vx = (V0 + W @ H).clamp(min=floor)
+    Vx = torch.add(V0, W @ H).clamp_(min=floor)
     a, b = _moments(P, Vx, valid_mask(P, mask))
     Ht = H.transpose(-1, -2)
     return (W * _ratio(a @ Ht, b @ Ht)).clamp(min=TINY)
@@ -71,7 +77,7 @@ def update_W(P, V0, W, H, mask=None, floor: float = FLOOR) -> torch.Tensor:
 
 def update_H(P, V0, W, H, mask=None, floor: float = FLOOR) -> torch.Tensor:
     """One multiplicative update of ``H`` (B, K, T) for ``V_x = V0 + W H``; padded frames keep their H."""
-    Vx = (V0 + W @ H).clamp(min=floor)
+    Vx = torch.add(V0, W @ H).clamp_(min=floor)
     a, b = _moments(P, Vx, valid_mask(P, mask))
     Wt = W.transpose(-1, -2)
     return (H * _ratio(Wt @ a, Wt @ b)).clamp(min=TINY)
@@ -89,11 +95,10 @@ def update_gain(P, Vs, Vb, g, mask=None, floor: float = FLOOR) -> torch.Tensor:
 
     ``Vs`` (..., B, F, T) speech variance (leading sample axes summed over), ``Vb`` (B, F, T) noise variance."""
     gs = g.unsqueeze(-2)  # (B, 1, T)
-    Vx = (gs * Vs + Vb).clamp(min=floor)
-    inv = 1.0 / Vx
-    lead = tuple(range(Vs.dim() - 3))
-    num = P * Vs * inv * inv
+    inv = torch.addcmul(Vb, gs, Vs).clamp_(min=floor).reciprocal_()  # 1 / Vx
     den = Vs * inv
+    num = (P * den).mul_(inv)  # P Vs / Vx^2
+    lead = tuple(range(Vs.dim() - 3))
     if lead:
         num, den = num.sum(dim=lead), den.sum(dim=lead)
     m = valid_mask(P, mask)
