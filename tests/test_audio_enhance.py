@@ -13,7 +13,14 @@ import soundfile
 import torch
 
 from mixdvae.audio import istft, nmf, write_audio
-from mixdvae.audio.enhance import EnhanceConfig, NMFBasis, enhance, enhance_spectrograms, speech_model
+from mixdvae.audio.enhance import (
+    EnhanceConfig,
+    NMFBasis,
+    default_config,
+    enhance,
+    enhance_spectrograms,
+    speech_model,
+)
 from mixdvae.audio.metrics import si_sdr
 from mixdvae.dvae import SRNN
 from mixdvae.dvae.vae import VAE
@@ -113,7 +120,7 @@ def test_vem_improves_si_sdr_on_a_prior_sample_in_stationary_noise(srnn):
 def test_noise_warmup_fits_the_noise_before_the_first_e_step(srnn):
     clean = speech_like(srnn, 1.0, seed=6)
     noisy = clean + white_noise(len(clean), 7, float(np.sqrt(np.mean(clean**2))))
-    cold = enhance(noisy, srnn, EnhanceConfig(iterations=1))
+    cold = enhance(noisy, srnn, EnhanceConfig(iterations=1, warmup_m_steps=0))
     warm = enhance(noisy, srnn, EnhanceConfig(iterations=1, warmup_m_steps=30))
     assert warm.cost[0, 0] < cold.cost[0, 0] - 0.05  # a fitted noise model explains the mixture better
     again = enhance(noisy, srnn, EnhanceConfig(iterations=1, warmup_m_steps=30))
@@ -150,6 +157,16 @@ def test_prior_object_is_left_untouched(srnn):
     enhance(speech_like(srnn, 0.5, seed=5), srnn, EnhanceConfig(iterations=2, tune="encoder"))
     for key, value in srnn.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def test_default_config_by_kind_of_prior(srnn):
+    nmf_config = default_config(NMFBasis(torch.rand(F, 4) + 0.01, -9.0))
+    assert (nmf_config.m_steps, nmf_config.warmup_m_steps) == (3, 0)
+    vae_config = default_config(VAE(tiny_config()))
+    assert vae_config == EnhanceConfig()
+    assert default_config(srnn).lr == 1e-2 and default_config(srnn, lr=1e-3, seed=4).lr == 1e-3
+    with pytest.raises(ConfigError, match="m_steps"):
+        default_config(srnn, m_steps=0)
 
 
 def test_config_is_validated():

@@ -12,7 +12,8 @@ DIR/noisy/NAME instead.
 Methods: the noisy input; ``noisereduce`` (stationary and non-stationary spectral gating);
 ``pyroomacoustics`` spectral subtraction (its output is delayed by nfft/2 = 256 samples: shifted back before
 scoring); ``logmmse``; NMF-VEM (a speech basis learned on the training split), VAE-VEM (``vae_speech``) and
-DVAE-VEM (``srnn_speech``), all three with the same engine and settings. A peer that is not installed
+DVAE-VEM (``srnn_speech``), all three with the same engine and its default settings for their kind of
+prior (``mixdvae.audio.enhance.default_config``; the command line's override them). A peer that is not installed
 (``pip install -e ".[bench]"``) is reported as skipped. Metrics: SI-SDR (dB), PESQ-WB, ESTOI, mean over the
 mixtures and mean improvement over the input; real-time factor = CPU seconds of processing per audio second
 with ``torch.set_num_threads(1)`` (process CPU time: one core, not inflated by other processes sharing the
@@ -45,6 +46,7 @@ from mixdvae.audio.enhance import (
     NMF_PRIOR_NAME,
     EnhanceConfig,
     NMFBasis,
+    default_config,
     enhance,
     learn_nmf_basis,
     load_speech_prior,
@@ -196,7 +198,9 @@ def fit_length(y: np.ndarray, n: int) -> np.ndarray:
     return np.pad(y, (0, n - len(y)))
 
 
-def vem_config(args) -> EnhanceConfig:
+def vem_config(args, prior=None) -> EnhanceConfig:
+    """The settings of a VEM: :func:`default_config` for ``prior`` (None: the plain defaults), then the command
+    line's."""
     options = {"iterations": args.iterations, "encoder_steps": args.encoder_steps, "lr": args.lr,
                "noise_rank": args.noise_rank, "tune": args.tune}
     options = {k: v for k, v in options.items() if v is not None}
@@ -206,7 +210,8 @@ def vem_config(args) -> EnhanceConfig:
             if key not in fields or isinstance(value, dict):
                 raise UsageError(f"--set {key}: not an EnhanceConfig setting (settings: {', '.join(sorted(fields))})")
             options[key] = value
-    return EnhanceConfig(**{"seed": args.seed, **options})
+    options = {"seed": args.seed, **options}
+    return EnhanceConfig(**options) if prior is None else default_config(prior, **options)
 
 
 def nmf_basis(args) -> NMFBasis:
@@ -226,21 +231,23 @@ def nmf_basis(args) -> NMFBasis:
 
 
 def run_method(name: str, mixtures: list[Mixture], args, basis: NMFBasis | None):
-    """Enhanced waveforms and processing CPU seconds (one thread), or None for a peer that is not installed."""
+    """Enhanced waveforms, processing CPU seconds (one thread) and the VEM settings (None for the others), or
+    None for a peer that is not installed."""
     noisy = [m.noisy for m in mixtures]
     if name == "noisy":
-        return noisy, 0.0
+        return noisy, 0.0, None
     if name in VEMS:
         prior_name = {"dvae-vem": args.dvae_prior, "vae-vem": args.vae_prior}.get(name)
         prior = basis if name == "nmf-vem" else load_speech_prior(prior_name)
-        result = enhance(noisy, prior, vem_config(args))
-        return result.enhanced, result.cpu_seconds
+        config = vem_config(args, prior)
+        result = enhance(noisy, prior, config)
+        return result.enhanced, result.cpu_seconds, dataclasses.asdict(config)
     function = peer_function(name)
     if function is None:
         return None
     start = time.process_time()
     out = [fit_length(function(x), len(x)) for x in noisy]
-    return out, time.process_time() - start
+    return out, time.process_time() - start, None
 
 
 def scores(estimate: np.ndarray, clean: np.ndarray) -> dict[str, float]:
@@ -282,7 +289,7 @@ def main(argv=None) -> int:
         if out is None:
             table[name] = {"skipped": "not installed (pip install -e '.[bench]')"}
             continue
-        enhanced, seconds = out
+        enhanced, seconds, config = out
         rows = baseline if name == "noisy" else [scores(y, m.clean) for y, m in zip(enhanced, mixtures, strict=True)]
         per_mixture[name] = rows
         row = {k: float(np.nanmean([r[k] for r in rows])) for k in METRICS}
@@ -294,12 +301,14 @@ def main(argv=None) -> int:
             pick = [i for i, m in enumerate(mixtures) if m.snr == snr]
             by_snr[f"{snr:+.0f} dB"] = float(np.mean([rows[i]["si_sdr"] - baseline[i]["si_sdr"] for i in pick]))
         row["si_sdr_gain_by_snr"] = by_snr
+        if config is not None:
+            row["config"] = config
         table[name] = row
     print(format_table(table))
     if args.json:
         payload = {"split": None if args.pairs else args.split, "pairs": str(args.pairs) if args.pairs else None,
                    "snrs": args.snrs, "clips_per_snr": args.clips, "seed": args.seed,
-                   "audio_seconds": audio_seconds, "vem_config": vars(vem_config(args)), "table": table,
+                   "audio_seconds": audio_seconds, "table": table,
                    "mixtures": [{"name": m.name, "snr": m.snr, "noise": m.noise} for m in mixtures],
                    "per_mixture": per_mixture}
         atomic_write_text(args.json, json.dumps(payload, indent=2, default=float))

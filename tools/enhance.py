@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from mixdvae.audio import MODEL_RATE, read_audio, write_audio
-from mixdvae.audio.enhance import EnhanceConfig, enhance, load_speech_prior
+from mixdvae.audio.enhance import EnhanceConfig, default_config, enhance, load_speech_prior
 from mixdvae.audio.io import AUDIO_SUFFIXES
 from mixdvae.audio.metrics import estoi, pesq_wb, si_sdr
 from mixdvae.audio.plotting import plot_spectrograms
@@ -113,7 +113,6 @@ def main(argv=None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: CUDA is not available on this machine")
     overrides = {"seed": args.seed} | ({"iterations": args.iterations} if args.iterations is not None else {})
-    config = EnhanceConfig(**overrides)
     files = collect(args.inputs, "noisy")
     refs = match_references(files, args.clean)
     noisy = [read_audio(f).samples for f in files]
@@ -122,6 +121,7 @@ def main(argv=None) -> int:
         if s is not None and len(s) != len(x):
             raise InputError(f"{r}: {len(s)} samples, but its noisy file {f} has {len(x)}")
     prior = load_speech_prior(args.prior, device=args.device)
+    config = default_config(prior, **overrides)
     torch.set_num_threads(max(1, args.threads))
     with tqdm(total=len(files), desc="enhancing", unit="file", disable=args.no_progress, file=sys.stderr) as bar:
         result = enhance(noisy, prior, config, device=args.device, progress=bar.update)
