@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixdvae.dvae import DVAE, MODELS, SRNN, VAE, load_prior
+from mixdvae.dvae import DKF, DVAE, MODELS, SRNN, VAE, load_prior
 from mixdvae.dvae.likelihood import make_likelihood
 from mixdvae.dvae.training import SpectrogramData, spectrogram_statistics, train_prior
 
@@ -140,7 +140,7 @@ def test_tiny_training_on_synthetic_spectra_lowers_the_loss(tmp_path, name):
 
 
 def test_shipped_speech_priors_load_by_name():
-    for name, cls in (("srnn_speech", SRNN), ("vae_speech", VAE)):
+    for name, cls in (("srnn_speech", SRNN), ("vae_speech", VAE), ("dkf_speech", DKF)):
         try:
             prior = load_prior(name)
         except FileNotFoundError:
