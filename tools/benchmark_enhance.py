@@ -12,8 +12,9 @@ DIR/noisy/NAME instead.
 Methods: the noisy input; ``noisereduce`` (stationary and non-stationary spectral gating);
 ``pyroomacoustics`` spectral subtraction (its output is delayed by nfft/2 = 256 samples: shifted back before
 scoring); ``logmmse``; NMF-VEM (a speech basis learned on the training split), VAE-VEM (``vae_speech``) and
-DVAE-VEM (``srnn_speech``), all three with the same engine and its default settings for their kind of
-prior (``mixdvae.audio.enhance.default_config``; the command line's override them). A peer that is not installed
+DVAE-VEM (``dkf_speech``; ``--dvae-prior srnn_speech`` for the SRNN), all three with the same engine and its
+default settings for their kind of prior (``mixdvae.audio.enhance.default_config``; the command line's
+override them). A peer that is not installed
 (``pip install -e ".[bench]"``) is reported as skipped. Metrics: SI-SDR (dB), PESQ-WB, ESTOI, mean over the
 mixtures and mean improvement over the input; real-time factor = CPU seconds of processing per audio second
 with ``torch.set_num_threads(1)`` (process CPU time: one core, not inflated by other processes sharing the
@@ -62,7 +63,7 @@ from mixdvae.mot import atomic_write_text
 from mixdvae.resources import CHECKOUT_ROOT, shared_data
 
 PEERS = ("noisereduce-stationary", "noisereduce-nonstationary", "pra-specsub", "logmmse")
-VEMS = {"nmf-vem": "nmf", "vae-vem": "vae_speech", "dvae-vem": "srnn_speech"}
+VEMS = {"nmf-vem": "nmf", "vae-vem": "vae_speech", "dvae-vem": "dkf_speech"}
 METHODS = ("noisy", *PEERS, *VEMS)
 METRICS = ("si_sdr", "pesq", "estoi")
 GAP_SECONDS = 0.15  # silence between the utterances of a clip

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Unsupervised speech enhancement (DVAE-VEM, VAE-VEM or NMF-VEM) of noisy 16 kHz recordings.
 
-A speech prior learned on clean speech only (default: the shipped SRNN ``srnn_speech``) is plugged into a
+A speech prior learned on clean speech only (default: the shipped DKF ``dkf_speech``) is plugged into a
 variational EM that also learns the noise of each recording (NMF) and a per-frame gain
 (``mixdvae/audio/enhance.py``). For every input NAME it writes ``NAME_enhanced.wav`` (16 kHz, 16-bit) and
 ``NAME.png`` (spectrograms: noisy / enhanced / clean when given) in ``--out``; with clean references it prints
@@ -47,8 +47,9 @@ def parse_args(argv=None):
     ap = parser(__doc__)
     ap.add_argument("inputs", nargs="*", type=Path, help="noisy audio files or folders (.wav, .flac, .ogg)")
     ap.add_argument("--out", type=Path, default=Path("enhanced"), help="output folder (default: ./enhanced)")
-    ap.add_argument("--prior", default="srnn_speech",
-                    help="srnn_speech (DVAE-VEM, default), vae_speech (VAE-VEM), nmf (NMF-VEM) or a checkpoint path")
+    ap.add_argument("--prior", default="dkf_speech",
+                    help="dkf_speech (DVAE-VEM, default), srnn_speech (DVAE-VEM with the SRNN), vae_speech (VAE-VEM), "
+                         "nmf (NMF-VEM) or a checkpoint path")
     ap.add_argument("--clean", nargs="+", type=Path, metavar="REF", help="clean reference file(s) or a folder")
     ap.add_argument("--iterations", type=int, help=f"VEM iterations (default {EnhanceConfig.iterations})")
     add_audio_run_options(ap, "enhance the shipped example (noisy.wav, clean.wav)")

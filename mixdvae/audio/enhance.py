@@ -474,8 +474,8 @@ NMF_PRIOR_NAME = "nmf_speech"  # the shipped NMF speech basis, data/priors/nmf_s
 
 
 def load_speech_prior(name_or_path: str | os.PathLike, device="cpu"):
-    """A speech prior by name or path: ``"srnn_speech"``, ``"vae_speech"`` (shipped DVAE/VAE checkpoints),
-    ``"nmf"`` (the shipped NMF basis) or the path of either kind of file.
+    """A speech prior by name or path: ``"dkf_speech"``, ``"srnn_speech"``, ``"vae_speech"`` (shipped DVAE/VAE
+    checkpoints), ``"nmf"`` (the shipped NMF basis) or the path of either kind of file.
 
     Raises :class:`~mixdvae.errors.DataNotFoundError` or :class:`CheckpointError` naming the file."""
     from mixdvae.dvae import load_prior, prior_path
