@@ -526,8 +526,8 @@ def enhance_spectrograms(X: torch.Tensor, mask: torch.Tensor, model: SpeechModel
         Vs = model.variances(config.samples, (-1,)).clamp(min=floor)
         W, H, g = _m_step(P, Vs, W, H, g, mask, floor, config.warmup_m_steps, model.uses_gain)
     costs = []
+    Vb = W @ H
     for iteration in range(config.iterations):
-        Vb = W @ H
         Vs = model.e_step(P, g, Vb, mask, (iteration,)).clamp(min=floor)  # (S, B, F, T)
         W, H, g = _m_step(P, Vs, W, H, g, mask, floor, config.m_steps, model.uses_gain)
         Vb = W @ H

@@ -138,9 +138,9 @@ def _np(x: torch.Tensor) -> np.ndarray:
     return x.numpy() if x.is_contiguous() else x.contiguous().numpy()
 
 
-def _gate(cfg) -> float:
-    """``cfg.gate`` for the kernels: negative for no gating."""
-    return -1.0 if cfg.gate is None else float(cfg.gate)
+def _bound(value: float | None) -> float:
+    """An optional positive bound (``cfg.var_cap``, ``cfg.gate``) for the kernels: negative for None (no bound)."""
+    return -1.0 if value is None else float(value)
 
 
 def _initial(ctx: PriorContext, trans: LinearTransition) -> list[np.ndarray]:
@@ -162,10 +162,9 @@ class NumbaSteps:
 
     def online(self, ctx: PriorContext, trans: LinearTransition, prior: TrajectoryPrior, data: tuple, cfg):
         obs, obs_mask, phi, source_mask, log_pi_clutter, log_density = data
-        var_cap = -1.0 if cfg.var_cap is None else float(cfg.var_cap)
         out = self.kernels.online_filter_smooth(
             *_initial(ctx, trans), _np(obs), _np(obs_mask), _np(phi), _np(source_mask), _np(log_pi_clutter),
-            _np(log_density), float(cfg.temperature), var_cap, _gate(cfg), int(cfg.exclusive),
+            _np(log_density), float(cfg.temperature), _bound(cfg.var_cap), _bound(cfg.gate), int(cfg.exclusive),
             bool(cfg.one_detection), bool(prior.smooth),
         )
         return tuple(torch.from_numpy(x) for x in out)
@@ -181,7 +180,7 @@ class NumbaSteps:
         eta, loglik = np.empty((B, T, K, N + 1)), np.zeros(B)
         terms = np.zeros((5, B, N, T, 4))
         terms[0] = 1.0
-        var_cap = -1.0 if cfg.var_cap is None else float(cfg.var_cap)
+        var_cap, gate = _bound(cfg.var_cap), _bound(cfg.gate)
         for t in range(T):
             if t > 0:  # the transition from the filtered state of frame t - 1
                 f, k, (q11, q12, q22) = transition(t, torch.from_numpy(state[..., 0]), torch.from_numpy(state[..., 1]))
@@ -189,7 +188,7 @@ class NumbaSteps:
                     terms[i, :, :, t] = x.numpy() if isinstance(x, torch.Tensor) else x
             loglik += self.kernels.online_frame(
                 t, state, pred, filt, eta, *first, *terms, obs, obs_mask, phi, source_mask, log_pi_clutter,
-                log_density, float(cfg.temperature), var_cap, _gate(cfg), int(cfg.exclusive),
+                log_density, float(cfg.temperature), var_cap, gate, int(cfg.exclusive),
                 bool(cfg.one_detection),
             )
         mean, var = self.kernels.smooth_states(pred, filt, terms[0], first[4], bool(prior.smooth))
@@ -201,7 +200,7 @@ class NumbaSteps:
         out = self.kernels.iterate(
             *(_np(x) for x in (*data, *state[3:], r_prior)), *_initial(ctx, trans), *(_np(x) for x in state[:3]),
             bool(cfg.update_r), bool(cfg.update_clutter), *(float(x) for x in (*cfg.r_bounds, *cfg.clutter_bounds)),
-            float(cfg.r_prior_weight), float(cfg.temperature), _gate(cfg), int(cfg.exclusive),
+            float(cfg.r_prior_weight), float(cfg.temperature), _bound(cfg.gate), int(cfg.exclusive),
             bool(cfg.one_detection), bool(prior.smooth),
         )
         return tuple(torch.from_numpy(x) for x in out)

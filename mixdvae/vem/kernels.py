@@ -110,14 +110,21 @@ def _frame_logits(out, cand, ncand, obs, phi, mean, var, alive, log_pi_clutter, 
 
 
 @kernel
+def _normalise_row(eta, k, cand, ncand):
+    """Row k of eta (clutter and candidates) divided by its sum, in place; returns the sum."""
+    total = eta[k, 0]
+    for c in range(ncand[k]):
+        total += eta[k, cand[k, c] + 1]
+    eta[k, 0] /= total
+    for c in range(ncand[k]):
+        eta[k, cand[k, c] + 1] /= total
+    return total
+
+
+@kernel
 def _renormalise_rows(eta, cand, ncand):
     for k in range(eta.shape[0]):
-        total = eta[k, 0]
-        for c in range(ncand[k]):
-            total += eta[k, cand[k, c] + 1]
-        eta[k, 0] /= total
-        for c in range(ncand[k]):
-            eta[k, cand[k, c] + 1] /= total
+        _normalise_row(eta, k, cand, ncand)
 
 
 @kernel
@@ -138,12 +145,7 @@ def _frame_normalise(eta, cand, ncand, real, exclusive, one_detection):
         for c in range(ncand[k]):
             n = cand[k, c] + 1
             eta[k, n] = math.exp(eta[k, n] - top)
-        total = eta[k, 0]
-        for c in range(ncand[k]):
-            total += eta[k, cand[k, c] + 1]
-        eta[k, 0] /= total
-        for c in range(ncand[k]):
-            eta[k, cand[k, c] + 1] /= total
+        total = _normalise_row(eta, k, cand, ncand)
         if real[k]:
             loglik += top + math.log(total)
     if one_detection:  # each source keeps its largest real entry (the first one on ties, as argmax)
