@@ -45,6 +45,7 @@ from mixdvae.audio import read_audio
 from mixdvae.audio.corpus import load_split
 from mixdvae.audio.enhance import (
     NMF_PRIOR_NAME,
+    PRIOR_SETTINGS,
     EnhanceConfig,
     NMFBasis,
     default_config,
@@ -93,7 +94,8 @@ def parse_args(argv=None):
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="methods to run")
     ap.add_argument("--iterations", type=int, help=f"VEM iterations (default {EnhanceConfig.iterations})")
     ap.add_argument("--encoder-steps", type=int, help=f"Adam steps per E-Z (default {EnhanceConfig.encoder_steps})")
-    ap.add_argument("--lr", type=float, help=f"encoder learning rate (default {EnhanceConfig.lr})")
+    ap.add_argument("--lr", type=float, help=f"encoder learning rate (default {EnhanceConfig.lr}, the SRNN's "
+                                                   f"{PRIOR_SETTINGS['srnn']['lr']}: PRIOR_SETTINGS)")
     ap.add_argument("--noise-rank", type=int, help=f"NMF noise rank K (default {EnhanceConfig.noise_rank})")
     ap.add_argument("--tune", choices=("head", "encoder"), help=f"tuned encoder part (default {EnhanceConfig.tune})")
     ap.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
