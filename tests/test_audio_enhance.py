@@ -16,6 +16,7 @@ from mixdvae.audio import istft, nmf, write_audio
 from mixdvae.audio.enhance import (
     EnhanceConfig,
     NMFBasis,
+    _m_step,
     default_config,
     enhance,
     enhance_spectrograms,
@@ -94,6 +95,29 @@ def test_nmf_updates_never_increase_the_is_cost():
         previous = after_g
     assert torch.allclose(W.sum(1), torch.ones(B, K))
     assert torch.isfinite(H).all() and torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("uses_gain", [True, False])
+def test_numba_m_step_equals_the_torch_updates(uses_gain):
+    """The fused Numba rounds (the CPU path) reproduce nmf_step + update_gain, padded frames included."""
+    gen = torch.Generator().manual_seed(5)
+    B, K, T = 3, 4, 40
+    P = torch.rand(B, F, T, generator=gen) ** 3 * 5 + 1e-4
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[1, 25:] = False
+    P[1, :, 25:] = 0
+    Vs = torch.rand(2, B, F, T, generator=gen) + 0.05
+    W, H = nmf.random_init(B, F, K, T, gen)
+    g = torch.rand(B, T, generator=gen) + 0.5
+    floor = torch.full((B, 1, 1), 1e-3)
+    expected = _m_step(P, Vs, W, H, g, mask, floor, 8, uses_gain, backend="torch")
+    got = _m_step(P, Vs, W, H, g, mask, floor, 8, uses_gain, backend="numba")
+    for e, o in zip(expected, got):
+        torch.testing.assert_close(o, e, rtol=1e-4, atol=1e-9)
+    assert not torch.equal(got[1], H)  # the rounds did move the activations
+    torch.testing.assert_close(got[2][1, 25:], g[1, 25:])  # padded frames keep their gain
+    if not uses_gain:
+        torch.testing.assert_close(got[2], g)
 
 
 def test_learn_basis_decreases_cost():

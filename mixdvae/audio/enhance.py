@@ -547,9 +547,18 @@ def enhance_spectrograms(X: torch.Tensor, mask: torch.Tensor, model: SpeechModel
     return S_hat, torch.stack(costs)
 
 
-def _m_step(P, Vs, W, H, g, mask, floor, rounds: int, uses_gain: bool):
+def _m_step(P, Vs, W, H, g, mask, floor, rounds: int, uses_gain: bool, backend: str = "auto"):
     """``rounds`` multiplicative updates of the noise ``W``, ``H`` and of the gain ``g`` given the speech
-    variances ``Vs`` (S, B, F, T); returns the new W, H, g."""
+    variances ``Vs`` (S, B, F, T); returns the new W, H, g. ``backend``: ``"numba"`` (the fused kernels of
+    :mod:`mixdvae.audio.nmf_kernels`, float32 CPU tensors), ``"torch"`` (any device), ``"auto"`` (numba where it
+    applies)."""
+    if backend == "numba" or (backend == "auto" and P.device.type == "cpu" and P.dtype == torch.float32):
+        from .nmf_kernels import m_step_rounds
+
+        W, H, g = W.contiguous().clone(), H.contiguous().clone(), g.contiguous().clone()
+        m_step_rounds(P.contiguous().numpy(), Vs.contiguous().numpy(), W.numpy(), H.numpy(), g.numpy(),
+                      mask.numpy(), floor.reshape(-1).numpy(), rounds, uses_gain)
+        return W, H, g
     for _ in range(rounds):
         W, H = nmf.nmf_step(P, g.unsqueeze(1) * Vs, W, H, mask, True, floor)
         if uses_gain:
