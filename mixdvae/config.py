@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from mixdvae.errors import ConfigError, DataNotFoundError
+from mixdvae.errors import ConfigError, DataNotFoundError, UsageError
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,20 @@ def _convert_scalar(value: Any, kind: Any) -> Any:
     if isinstance(kind, type) and isinstance(value, kind):
         return value
     raise ValueError(f"expected {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+def dataclass_overrides(cls, overrides: list[dict], option: str = "--set") -> dict:
+    """The ``--set KEY=VALUE`` overrides (:func:`parse_override`'s dicts) of a flat settings dataclass ``cls``
+    merged into one dict; :class:`UsageError` naming the key and the valid ones for a key that is not a field."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    out: dict = {}
+    for override in overrides:
+        for key, value in override.items():
+            if key not in fields or isinstance(value, dict):
+                raise UsageError(f"{option} {key}: not a {cls.__name__} setting "
+                                 f"(settings: {', '.join(sorted(fields))})")
+            out[key] = value
+    return out
 
 
 def parse_override(text: str) -> dict:

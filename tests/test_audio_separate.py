@@ -21,6 +21,7 @@ from mixdvae.audio.separate import (
     StackedSRNN,
     additive_posterior,
     e_w,
+    marginal_w,
     nmf_separate,
     oracle_separate,
     per_bin_posterior,
@@ -67,6 +68,23 @@ def test_e_w_equals_its_formula():
     np.testing.assert_allclose(eta.sum(0).numpy(), 1.0)
 
 
+def test_marginal_assignment_equals_bayes_rule_on_one_bin():
+    """p(w = n | x) ∝ p(x | w = n) with s integrated out: x | w = n ~ N_c(0, v_n + v_x), checked against a
+    numerical integral of N_c(x; s, v_x) N_c(s; 0, v_n) over a grid of the complex plane."""
+    x, vx = 0.9 + 0.4j, 0.05
+    v = np.array([0.8, 4.0, 0.01])
+    grid = np.linspace(-6, 6, 1201)
+    re, im = np.meshgrid(grid, grid, indexing="ij")
+    s = re + 1j * im
+    cell = (grid[1] - grid[0]) ** 2
+    likelihood = np.array([(np.exp(-np.abs(x - s) ** 2 / vx) / (np.pi * vx)
+                            * np.exp(-np.abs(s) ** 2 / vn) / (np.pi * vn)).sum() * cell for vn in v])
+    eta = marginal_w(torch.tensor(v), torch.tensor(abs(x) ** 2, dtype=torch.float64),
+                     torch.tensor(vx, dtype=torch.float64))
+    np.testing.assert_allclose(eta.numpy(), likelihood / likelihood.sum(), rtol=1e-4)
+    assert int(eta.argmax()) == 0  # |x|^2 ~ 1: the source of variance 0.8 explains it best, not 4.0 or 0.01
+
+
 def test_per_bin_posterior_equals_the_closed_form_on_one_bin():
     """q(s) ∝ exp(-eta |x - s|^2 / v_x) N_c(s; 0, v), integrated numerically on a grid of the complex plane."""
     x, v, vx, eta = 0.8 - 0.5j, 0.6, 0.2, 0.7
@@ -103,7 +121,8 @@ def test_segments_cover_the_signal_without_padding():
 
 def test_config_is_validated():
     for bad in ({"iterations": 0}, {"rho": 0.0}, {"sampling": "uniform"}, {"mixture": "sum"},
-                {"segment": 10, "overlap": 10}, {"temperature": 2.0}, {"unknown": 1}):
+                {"segment": 10, "overlap": 10}, {"temperature": 2.0}, {"unknown": 1}, {"average": 0},
+                {"assignment": "hard"}):
         with pytest.raises((ConfigError, TypeError)):
             SeparateConfig(**bad)
 

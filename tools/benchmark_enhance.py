@@ -57,7 +57,7 @@ from mixdvae.audio.io import AUDIO_SUFFIXES, MODEL_RATE
 from mixdvae.audio.metrics import estoi, pesq_wb, si_sdr
 from mixdvae.audio.mixing import mix_at_snr
 from mixdvae.cli import guarded, parser
-from mixdvae.config import parse_override
+from mixdvae.config import dataclass_overrides, parse_override
 from mixdvae.dvae import PRIORS_DIR
 from mixdvae.errors import DataNotFoundError, UsageError
 from mixdvae.mot import atomic_write_text
@@ -207,13 +207,7 @@ def vem_config(args, prior=None) -> EnhanceConfig:
     options = {"iterations": args.iterations, "encoder_steps": args.encoder_steps, "lr": args.lr,
                "noise_rank": args.noise_rank, "tune": args.tune}
     options = {k: v for k, v in options.items() if v is not None}
-    fields = {f.name for f in dataclasses.fields(EnhanceConfig)}
-    for override in args.set:
-        for key, value in override.items():
-            if key not in fields or isinstance(value, dict):
-                raise UsageError(f"--set {key}: not an EnhanceConfig setting (settings: {', '.join(sorted(fields))})")
-            options[key] = value
-    options = {"seed": args.seed, **options}
+    options = {"seed": args.seed, **options, **dataclass_overrides(EnhanceConfig, args.set)}
     return EnhanceConfig(**options) if prior is None else default_config(prior, **options)
 
 
