@@ -11,7 +11,15 @@ import torch
 
 from mixdvae.dvae import DKF, DVAE, MODELS, SRNN, VAE, load_prior
 from mixdvae.dvae.likelihood import make_likelihood
-from mixdvae.dvae.training import SpectrogramData, spectrogram_statistics, train_prior
+from mixdvae.dvae.training import (
+    AUDIO_DEFAULT_CONFIG,
+    SpectrogramBatches,
+    SpectrogramData,
+    merge_config,
+    spectrogram_statistics,
+    train_prior,
+    warp_frequencies,
+)
 
 BINS = 12
 TINY_SPECTRAL = {"x_dim": BINS, "z_dim": 3, "h_dim": 10, "dense_dim": 16, "embed_dim": 8,
@@ -72,6 +80,29 @@ def test_spectrogram_statistics_are_per_bin_log_power_moments():
     assert stats["x_dim"] == BINS
     np.testing.assert_allclose(stats["x_mean"], log_power.mean(0), rtol=1e-6)
     np.testing.assert_allclose(stats["x_std"], log_power.std(0, unbiased=False), rtol=1e-5)
+
+
+def test_frequency_warp_moves_harmonics_and_keeps_identity():
+    power = torch.full((2, 3, 513), 1e-3)
+    power[..., 100] = 1.0  # one harmonic at bin 100
+    warped = warp_frequencies(power, torch.tensor([1.1, 0.9]))
+    assert int(warped[0, 0].argmax()) == 110 and int(warped[1, 0].argmax()) == 90
+    torch.testing.assert_close(warp_frequencies(power, torch.ones(2)), power)
+    assert torch.isfinite(warped).all() and (warped > 0).all()
+
+
+def test_warp_augmentation_is_seeded_and_validated():
+    frames = torch.rand(400, 33) + 0.01
+    data = SpectrogramData(frames, frames[:100].reshape(2, 50, 33), "synthetic", ["a"])
+    config = merge_config(AUDIO_DEFAULT_CONFIG, {"data": {"audio": {"warp": [0.9, 1.1]}}})
+    batches = SpectrogramBatches(data, config, "cpu")
+    first, second = (batches.batch(np.random.default_rng(4))[0] for _ in range(2))
+    torch.testing.assert_close(first, second)
+    plain = SpectrogramBatches(data, AUDIO_DEFAULT_CONFIG, "cpu").batch(np.random.default_rng(4))[0]
+    assert first.shape == plain.shape and not torch.allclose(first, plain)
+    for bad in ([1.2, 0.9], [0.1, 1.0], [1.0]):
+        with pytest.raises(ValueError, match="warp"):
+            SpectrogramBatches(data, merge_config(AUDIO_DEFAULT_CONFIG, {"data": {"audio": {"warp": bad}}}), "cpu")
 
 
 @pytest.mark.parametrize("name", ["vae", "srnn"])

@@ -140,7 +140,8 @@ AUDIO_DEFAULT_CONFIG: dict[str, Any] = {
         "model": "srnn", "x_dim": 513, "z_dim": 16, "h_dim": 128, "dense_dim": 256, "embed_dim": 256,
         "likelihood": "itakura_saito", "param": "log_power", "logvar_range": [-20.0, 20.0],
     },
-    "data": {"audio": {"corpus": "data/speech", "segment": 50, "n_fft": 1024, "hop": 256, "window": "sine"}},
+    "data": {"audio": {"corpus": "data/speech", "segment": 50, "n_fft": 1024, "hop": 256, "window": "sine",
+                       "warp": None}},
     "train": {
         **DEFAULT_CONFIG["train"], "lr": 1e-3, "batch_size": 32, "epochs": 400, "batches_per_epoch": 50,
         "kl_warmup_epochs": 10, "pred_weight": 0.0, "ss_start_epoch": 0, "ss_ramp_epochs": 0, "ss_max": 0.0,
@@ -495,6 +496,10 @@ class SpectrogramBatches:
         self.data, self.config, self.device = data, config, device
         self.batch_size = int(config["train"]["batch_size"])
         self.offsets = torch.arange(self.segment)
+        warp = config["data"]["audio"].get("warp")
+        if warp is not None and (len(warp) != 2 or not 0.5 <= float(warp[0]) <= float(warp[1]) <= 2.0):
+            raise ValueError(f"data.audio.warp must be [low, high] with 0.5 <= low <= high <= 2, got {warp!r}")
+        self.warp = None if warp is None else (float(warp[0]), float(warp[1]))
 
     def describe(self) -> dict:
         return self.data.describe()
@@ -512,7 +517,10 @@ class SpectrogramBatches:
     def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Power segments (B, segment, F) and an all-true mask (B, segment)."""
         starts = torch.from_numpy(rng.integers(self.data.train.shape[0] - self.segment + 1, size=self.batch_size))
-        x = self.data.train[starts[:, None] + self.offsets].to(self.device)
+        x = self.data.train[starts[:, None] + self.offsets]
+        if self.warp is not None:
+            x = warp_frequencies(x, torch.from_numpy(rng.uniform(*self.warp, size=self.batch_size)).float())
+        x = x.to(self.device)
         return x, torch.ones(x.shape[:2], dtype=torch.bool, device=self.device)
 
     @torch.no_grad()
@@ -535,6 +543,21 @@ class SpectrogramBatches:
         row = {k: v / len(self.data.val) for k, v in sums.items()}
         row["val_score"] = row["val_recon"] + beta * row["val_kl"]
         return row
+
+
+def warp_frequencies(power: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Vocal-tract-length perturbation: each power spectrogram of ``power`` (B, T, F) with its frequency axis
+    stretched by ``factors`` (B,) (> 1 moves formants and harmonics up): bin f takes the linearly interpolated
+    power at bin f / factor; above the last bin the last bin's power is repeated."""
+    F = power.shape[-1]
+    position = (torch.arange(F, dtype=torch.float32) / factors[:, None]).clamp(max=F - 1)  # (B, F)
+    low = position.floor().long()
+    high = (low + 1).clamp(max=F - 1)
+    weight = (position - low).unsqueeze(1)  # (B, 1, F)
+    expand = (-1, power.shape[1], -1)
+    below = power.gather(2, low.unsqueeze(1).expand(*expand))
+    above = power.gather(2, high.unsqueeze(1).expand(*expand))
+    return torch.lerp(below, above, weight)
 
 
 def _schedule(epoch: int, start: float, ramp: float, maximum: float) -> float:
