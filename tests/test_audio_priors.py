@@ -16,6 +16,7 @@ from mixdvae.dvae.training import (
     SpectrogramBatches,
     SpectrogramData,
     merge_config,
+    random_equaliser,
     spectrogram_statistics,
     train_prior,
     warp_frequencies,
@@ -91,6 +92,15 @@ def test_frequency_warp_moves_harmonics_and_keeps_identity():
     assert torch.isfinite(warped).all() and (warped > 0).all()
 
 
+def test_random_equaliser_is_smooth_bounded_and_seeded():
+    gains = random_equaliser(np.random.default_rng(1), 16, 513, 6.0)
+    db = 10 * torch.log10(gains)
+    assert gains.shape == (16, 513) and float(db.abs().max()) <= 6.0 + 1e-4
+    assert float(db.std(1).mean()) > 0.5  # not flat
+    assert float(db.diff(dim=1).abs().max()) < 0.5  # smooth: under 0.5 dB between neighbouring bins
+    torch.testing.assert_close(random_equaliser(np.random.default_rng(1), 16, 513, 6.0), gains)
+
+
 def test_warp_augmentation_is_seeded_and_validated():
     frames = torch.rand(400, 33) + 0.01
     data = SpectrogramData(frames, frames[:100].reshape(2, 50, 33), "synthetic", ["a"])
@@ -103,6 +113,12 @@ def test_warp_augmentation_is_seeded_and_validated():
     for bad in ([1.2, 0.9], [0.1, 1.0], [1.0]):
         with pytest.raises(ValueError, match="warp"):
             SpectrogramBatches(data, merge_config(AUDIO_DEFAULT_CONFIG, {"data": {"audio": {"warp": bad}}}), "cpu")
+    with pytest.raises(ValueError, match="eq_db"):
+        SpectrogramBatches(data, merge_config(AUDIO_DEFAULT_CONFIG, {"data": {"audio": {"eq_db": -1}}}), "cpu")
+    coloured = SpectrogramBatches(data, merge_config(AUDIO_DEFAULT_CONFIG, {"data": {"audio": {"eq_db": 6.0}}}), "cpu")
+    ratio = coloured.batch(np.random.default_rng(4))[0] / plain
+    torch.testing.assert_close(ratio, ratio[:, :1].expand_as(ratio))  # one envelope per crop, the same on every frame
+    assert float(ratio.std()) > 0.01
 
 
 @pytest.mark.parametrize("name", ["vae", "srnn"])

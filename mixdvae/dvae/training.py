@@ -141,7 +141,7 @@ AUDIO_DEFAULT_CONFIG: dict[str, Any] = {
         "likelihood": "itakura_saito", "param": "log_power", "logvar_range": [-20.0, 20.0],
     },
     "data": {"audio": {"corpus": "data/speech", "segment": 50, "n_fft": 1024, "hop": 256, "window": "sine",
-                       "warp": None}},
+                       "warp": None, "eq_db": 0.0}},
     "train": {
         **DEFAULT_CONFIG["train"], "lr": 1e-3, "batch_size": 32, "epochs": 400, "batches_per_epoch": 50,
         "kl_warmup_epochs": 10, "pred_weight": 0.0, "ss_start_epoch": 0, "ss_ramp_epochs": 0, "ss_max": 0.0,
@@ -500,6 +500,9 @@ class SpectrogramBatches:
         if warp is not None and (len(warp) != 2 or not 0.5 <= float(warp[0]) <= float(warp[1]) <= 2.0):
             raise ValueError(f"data.audio.warp must be [low, high] with 0.5 <= low <= high <= 2, got {warp!r}")
         self.warp = None if warp is None else (float(warp[0]), float(warp[1]))
+        self.eq_db = float(config["data"]["audio"].get("eq_db") or 0.0)
+        if not 0.0 <= self.eq_db <= 40.0:
+            raise ValueError(f"data.audio.eq_db must be in [0, 40] dB, got {self.eq_db}")
 
     def describe(self) -> dict:
         return self.data.describe()
@@ -520,6 +523,8 @@ class SpectrogramBatches:
         x = self.data.train[starts[:, None] + self.offsets]
         if self.warp is not None:
             x = warp_frequencies(x, torch.from_numpy(rng.uniform(*self.warp, size=self.batch_size)).float())
+        if self.eq_db > 0:
+            x = x * random_equaliser(rng, self.batch_size, x.shape[-1], self.eq_db).unsqueeze(1)
         x = x.to(self.device)
         return x, torch.ones(x.shape[:2], dtype=torch.bool, device=self.device)
 
@@ -558,6 +563,17 @@ def warp_frequencies(power: torch.Tensor, factors: torch.Tensor) -> torch.Tensor
     below = power.gather(2, low.unsqueeze(1).expand(*expand))
     above = power.gather(2, high.unsqueeze(1).expand(*expand))
     return torch.lerp(below, above, weight)
+
+
+def random_equaliser(rng: np.random.Generator, batch: int, n_bins: int, max_db: float) -> torch.Tensor:
+    """Random smooth spectral envelopes (timbre, microphone or channel colouring) as power gains (batch, n_bins):
+    in dB, ``max_db / 3 * sum_{j=1..3} a_j cos(pi j u)`` with ``a_j`` uniform in [-1, 1] and ``u`` the bin's
+    position on the mel scale in [0, 1], so at most ``max_db`` dB anywhere."""
+    hz = np.linspace(0.0, MODEL_RATE / 2, n_bins)
+    u = np.log1p(hz / 700.0) / np.log1p(hz[-1] / 700.0)  # (n_bins,) mel position
+    a = rng.uniform(-1.0, 1.0, size=(batch, 3))
+    db = max_db / 3 * (a @ np.cos(np.pi * np.arange(1, 4)[:, None] * u[None]))  # (batch, n_bins)
+    return torch.from_numpy(10.0 ** (db / 10.0)).float()
 
 
 def _schedule(epoch: int, start: float, ramp: float, maximum: float) -> float:
