@@ -287,6 +287,7 @@ class DirectIO(_History, nn.Module):
 class LogPowerIO(_History, nn.Module):
     """Power spectra: standardised log-power in, the variance ``v`` of each bin out (``mean = var = v``)."""
 
+    uses_mean = False  # the decoder's mean half is never computed (see DVAE._decoder_heads)
     first_scored_step = 0
     default_power_floor = 1e-10  # added to the power before the log (a -100 dB floor for unit-scale signals)
 
@@ -315,6 +316,7 @@ class LogPowerIO(_History, nn.Module):
         return torch.exp(self.x_mean).expand_as(x_prev)
 
     def output(self, raw_mean, raw_logvar, x_prev, n):
+        """``raw_mean`` is ignored (None from :meth:`DVAE._decoder_heads`): the mean of a power is its variance."""
         power = torch.exp(self.x_mean + soft_clamp(raw_logvar, self.low, self.high))
         return power, power
 
@@ -381,6 +383,16 @@ class DVAE(nn.Module):
 
     # ---------------------------------------------------------------------------------------------------------
     # whole sequences
+
+    def _decoder_heads(self, inputs: torch.Tensor):
+        """``(raw_mean, raw_logvar)`` of ``self.decoder`` (an MLP whose last layer outputs both halves) on
+        ``inputs``; for an output parameterisation without a mean of its own (power spectra) only the log-variance
+        half of the last layer is computed and ``raw_mean`` is None (half of the decoder's largest product)."""
+        if getattr(self.io, "uses_mean", True):
+            return self.decoder(inputs).chunk(2, dim=-1)
+        last = self.decoder[-1]
+        half = last.out_features // 2
+        return None, nn.functional.linear(self.decoder[:-1](inputs), last.weight[half:], last.bias[half:])
 
     def _sequence_inputs(self, x: torch.Tensor):
         """Teacher-forced inputs: ``x_{t-1}``, ``n = t - 1`` and the features of x_{t-1} and of x_t."""

@@ -50,7 +50,7 @@ class DKF(DVAE):
         return mean, var
 
     def _decode(self, z, x_prev, n):
-        raw_mean, raw_logvar = self.decoder(z).chunk(2, dim=-1)
+        raw_mean, raw_logvar = self._decoder_heads(z)
         return self.io.output(raw_mean, raw_logvar, x_prev, n)
 
     def step(self, state, x_prev, z=None):

@@ -48,7 +48,7 @@ class SRNN(DVAE):
         )
 
     def _decode(self, h, z, x_prev, n):
-        raw_mean, raw_logvar = self.decoder(torch.cat([h, z], -1)).chunk(2, dim=-1)
+        raw_mean, raw_logvar = self._decoder_heads(torch.cat([h, z], -1))
         return self.io.output(raw_mean, raw_logvar, x_prev, n)
 
     def step(self, state, x_prev, z=None):

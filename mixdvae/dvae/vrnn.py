@@ -49,7 +49,7 @@ class VRNN(DVAE):
         return self.rnn(inputs, (h, c))
 
     def _decode(self, h, z, x_prev, n):
-        raw_mean, raw_logvar = self.decoder(torch.cat([h, self.embed_z(z)], -1)).chunk(2, dim=-1)
+        raw_mean, raw_logvar = self._decoder_heads(torch.cat([h, self.embed_z(z)], -1))
         return self.io.output(raw_mean, raw_logvar, x_prev, n)
 
     def step(self, state, x_prev, z=None):
