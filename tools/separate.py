@@ -72,6 +72,11 @@ def parse_args(argv=None):
                     help=f"draws of the VEM (default {SeparateConfig.sampling})")
     ap.add_argument("--mixture", choices=("per_bin", "additive"),
                     help=f"mixture model (default {SeparateConfig.mixture})")
+    ap.add_argument("--assignment", choices=("marginal", "mean_field"),
+                    help=f"per_bin E-W: p(w | x, v) at each step, or the paper's mean-field update "
+                         f"(default {SeparateConfig.assignment})")
+    ap.add_argument("--average", type=int, help=f"output gains averaged over the last N iterations "
+                                                f"(default {SeparateConfig.average})")
     ap.add_argument("--rho", type=float, help=f"v_x = rho |x|^2 (default {SeparateConfig.rho})")
     ap.add_argument("--update-rho", action="store_true", default=None, help="re-estimate rho (M-step)")
     ap.add_argument("--segment", type=int, help=f"frames per segment, 0 = whole signal "
@@ -96,7 +101,7 @@ def parse_args(argv=None):
 
 def config_from(args) -> SeparateConfig:
     """The separation config: the defaults with the options given on the command line."""
-    keys = ("iterations", "sampling", "mixture", "rho", "update_rho", "segment", "seed")
+    keys = ("iterations", "sampling", "mixture", "assignment", "average", "rho", "update_rho", "segment", "seed")
     return SeparateConfig(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
 
 
