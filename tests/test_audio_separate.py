@@ -122,7 +122,7 @@ def test_segments_cover_the_signal_without_padding():
 def test_config_is_validated():
     for bad in ({"iterations": 0}, {"rho": 0.0}, {"sampling": "uniform"}, {"mixture": "sum"},
                 {"segment": 10, "overlap": 10}, {"temperature": 2.0}, {"unknown": 1}, {"average": 0},
-                {"assignment": "hard"}):
+                {"assignment": "hard"}, {"output": "mask"}):
         with pytest.raises((ConfigError, TypeError)):
             SeparateConfig(**bad)
 

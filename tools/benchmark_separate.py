@@ -57,8 +57,9 @@ SOURCES = ("speech", "flute")
 VARIANTS = {
     "default": {},
     "research": {"sampling": "gaussian", "mixture": "per_bin", "assignment": "mean_field", "update_rho": False,
-                 "iterations": 70, "average": 1},
-    "mean_field": {"assignment": "mean_field", "average": 1},  # the paper's E-W, last iteration (the old default)
+                 "iterations": 70, "average": 1, "output": "posterior"},
+    "mean_field": {"assignment": "mean_field", "average": 1, "output": "posterior"},  # the paper's E-W and output
+    "posterior": {"output": "posterior"},  # the posterior-mean gain a as the output mask
     "gaussian": {"sampling": "gaussian"},
     "mean": {"sampling": "mean"},
     "tempered": {"sampling": "tempered"},

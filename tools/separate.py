@@ -75,6 +75,9 @@ def parse_args(argv=None):
     ap.add_argument("--assignment", choices=("marginal", "mean_field"),
                     help=f"per_bin E-W: p(w | x, v) at each step, or the paper's mean-field update "
                          f"(default {SeparateConfig.assignment})")
+    ap.add_argument("--output", choices=("assignment", "posterior"),
+                    help=f"per_bin output mask: the assignment eta (sums to 1 over sources) or the posterior-mean "
+                         f"gain (default {SeparateConfig.output})")
     ap.add_argument("--average", type=int, help=f"output gains averaged over the last N iterations "
                                                 f"(default {SeparateConfig.average})")
     ap.add_argument("--rho", type=float, help=f"v_x = rho |x|^2 (default {SeparateConfig.rho})")
@@ -101,7 +104,8 @@ def parse_args(argv=None):
 
 def config_from(args) -> SeparateConfig:
     """The separation config: the defaults with the options given on the command line."""
-    keys = ("iterations", "sampling", "mixture", "assignment", "average", "rho", "update_rho", "segment", "seed")
+    keys = ("iterations", "sampling", "mixture", "assignment", "average", "output", "rho", "update_rho", "segment",
+            "seed")
     return SeparateConfig(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
 
 

@@ -31,11 +31,13 @@ One VEM iteration (``iterations`` of them; the research code runs 70):
 * **M-rho** (``update_rho``): ``rho = mean_ft E[|x - (assigned or summed sources)|^2] / |x|^2``.
 
 Initialisation: p^n = each prior's reconstruction of the mixture power (its encoder's mean, teacher-forced
-decoder); eta = 1/N. Output: ``mu^n = a^n x`` with ``a^n`` averaged over the last ``average`` iterations (each
-its own draw), inverse STFT. Convergence record: the
-negative log-likelihood of the mixture per bin under the iteration's source variances (``cost``):
-``-log sum_n N_c(x; 0, v^n + v_x) / N`` (per_bin) or ``-log N_c(x; 0, sum_n v^n + v_x)`` (additive), up to
-``log pi``.
+decoder); eta = 1/N. Output: a mask m^n times the mixture, averaged over the last ``average`` iterations (each
+its own draw), inverse STFT. ``output="assignment"`` (default, per_bin): m^n = eta^n, which sums to 1 over the
+sources, so the mixture is split and nothing is lost; ``"posterior"`` (and always for additive): m^n = a^n, the
+posterior-mean gain, which drops a bin from every source whose predicted variance does not dominate v_x.
+Convergence record: the negative log-likelihood of the mixture per bin under the iteration's source variances
+(``cost``): ``-log sum_n N_c(x; 0, v^n + v_x) / N`` (per_bin) or ``-log N_c(x; 0, sum_n v^n + v_x)`` (additive),
+up to ``log pi``.
 
 Segments: a signal is cut into ``segment``-frame pieces overlapping by ``overlap`` frames (the last one ends at
 the last frame, so no padding), separated as one batch (priors and segments together: one stacked call per
@@ -53,7 +55,9 @@ shape.
 Defaults, measured on validation mixtures (speech val split + the flute prior's validation files,
 ``tools/benchmark_separate.py --split val``: 4 pairs x 3 ratios of 4 s; SI-SDR speech / flute): the mean-field
 E-W, last iteration (the previous default) 9.01 / 5.19 dB; marginal E-W 9.62 / 6.05; marginal and the output
-averaged over the last 3 iterations (the default) 9.77 / 6.17 (over 5: 9.36 / 5.95); marginal with 2 iterations
+averaged over the last 3 iterations 9.77 / 6.17 (over 5: 9.36 / 5.95); the same with the assignment mask eta as
+the output (the default) 9.25 / 9.02 (rho 0.01: 8.99 / 8.72, 0.1: 8.07 / 8.03; 10 iterations averaged over 5: 8.83 /
+8.58; with the mean-field E-W: 7.60 / 7.02); marginal with 2 iterations
 9.06 / 5.28, 10: 9.61 / 5.74; rho 0.01: 8.82 / 6.67, 0.1: 8.58 / 2.10; tempered draws 8.83 / 2.23; posterior
 means 5.22 / -39.0 (the flute collapses, below). An earlier set (2 pairs x 3 ratios of 3 s, mean-field E-W):
 5 iterations 9.9 / 6.0 dB; 15: 8.1 / 3.7; 30: 8.2 / 2.9; 70 (the research code's count): 8.0 / 2.6 -- the first
@@ -104,6 +108,7 @@ class SeparateConfig:
     mixture: Literal["per_bin", "additive"] = "per_bin"  # the paper's per-bin assignment, or sources that add
     assignment: Literal["marginal", "mean_field"] = "marginal"  # per_bin E-W: p(w | x, v) at each step, or the paper's
     average: int = 3  # the output gain a is the mean over the last `average` iterations (their draws)
+    output: Literal["assignment", "posterior"] = "assignment"  # per_bin output mask: eta, or a (posterior mean)
     segment: int = 50  # frames per segment (0: the whole signal)
     overlap: int = 25  # frames shared by consecutive segments
     batch_size: int = 256  # segments per batch
@@ -449,7 +454,7 @@ def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig,
                 raise SeparationError(f"separation produced non-finite values at iteration {iteration}")
             costs.append(cost)
             if iteration >= config.iterations - config.average:
-                a_sum = a_sum + a
+                a_sum = a_sum + (eta if config.output == "assignment" and config.mixture == "per_bin" else a)
     return a_sum / min(config.average, config.iterations), torch.stack(costs), rho.reshape(B)
 
 
