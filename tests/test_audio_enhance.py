@@ -17,6 +17,7 @@ from mixdvae.audio.enhance import (
     EnhanceConfig,
     NMFBasis,
     _m_step,
+    _posterior_recursion,
     default_config,
     enhance,
     enhance_spectrograms,
@@ -118,6 +119,19 @@ def test_numba_m_step_equals_the_torch_updates(uses_gain):
     torch.testing.assert_close(got[2][1, 25:], g[1, 25:])  # padded frames keep their gain
     if not uses_gain:
         torch.testing.assert_close(got[2], g)
+
+
+def test_numba_posterior_recursion_equals_torch():
+    gen = torch.Generator().manual_seed(6)
+    B, T, D, Z, S = 2, 30, 12, 3, 2
+    args = (torch.randn(B, T, D, generator=gen), torch.randn(B, Z, D, generator=gen) * 0.3,
+            torch.randn(B, D, 2 * Z, generator=gen) * 0.3, torch.randn(B, 1, 2 * Z, generator=gen),
+            torch.randn(T, S, Z, generator=gen))
+    cpu = _posterior_recursion(*args, -6.0, 2.0)  # the Numba kernel
+    reference = _posterior_recursion(*(a.double() for a in args), -6.0, 2.0)  # float64: the torch loop
+    assert cpu.shape == (B, S, T, Z)
+    torch.testing.assert_close(cpu.double(), reference, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(cpu[:, 0], cpu[:, 1])  # each sample follows its own noise
 
 
 def test_learn_basis_decreases_cost():

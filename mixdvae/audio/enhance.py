@@ -334,14 +334,7 @@ class DVAESpeech(SpeechModel):
         w1z = w1[:, :, G:].transpose(1, 2)  # (B, Z, D)
         eps = latent_noise(self.config.seed, key, samples, T, Z, g.device).transpose(0, 1)  # (T, S, Z)
         with torch.no_grad():  # the recursion over frames, without autograd
-            z_prev = g.new_zeros(B, samples, Z)
-            zs = []
-            for t in range(T):
-                hidden = torch.tanh(torch.baddbmm(pre[:, t : t + 1], z_prev, w1z))  # (B, S, D)
-                mean, raw_var = torch.baddbmm(b2, hidden, w2t).chunk(2, dim=-1)  # (B, S, Z) each
-                z_prev = torch.addcmul(mean, torch.exp(0.5 * (low + (high - low) * torch.sigmoid(raw_var))), eps[t])
-                zs.append(z_prev)
-            z = torch.stack(zs, 2)  # (B, S, T, Z)
+            z = _posterior_recursion(pre, w1z, w2t, b2, eps, low, high)  # (B, S, T, Z)
         if not torch.is_grad_enabled():
             return z.transpose(0, 1), None, None
         # all frames at once, with gradients, given the drawn z_{t-1} (the gradient is not carried through it)
@@ -399,6 +392,28 @@ class DVAESpeech(SpeechModel):
             z, _, _ = self._posterior(samples, (*key, -1))
             Vs, _, _ = self._decode(z)
         return Vs.transpose(-1, -2)
+
+
+def _posterior_recursion(pre, w1z, w2t, b2, eps, low: float, high: float) -> torch.Tensor:
+    """Draws ``z`` (B, S, T, Z) of ``q(z_t | z_{t-1}, g_t)`` frame after frame (no gradient): ``pre`` (B, T, D) the
+    g part of the head's first layer, ``w1z`` (B, Z, D) its z part, ``w2t`` (B, D, 2Z), ``b2`` (B, 1, 2Z) the second
+    layer, ``eps`` (T, S, Z) standard normal noise. On the CPU a Numba kernel (a frame's products are too small
+    for torch's per-call overhead); elsewhere torch."""
+    if pre.device.type == "cpu" and pre.dtype == torch.float32:
+        from .kernels import posterior_recursion
+
+        out = torch.empty(pre.shape[0], eps.shape[1], pre.shape[1], eps.shape[2])
+        posterior_recursion(pre.contiguous().numpy(), w1z.contiguous().numpy(), w2t.contiguous().numpy(),
+                            b2.contiguous().numpy(), eps.contiguous().numpy(), float(low), float(high), out.numpy())
+        return out
+    z_prev = pre.new_zeros(pre.shape[0], eps.shape[1], eps.shape[2])
+    zs = []
+    for t in range(pre.shape[1]):
+        hidden = torch.tanh(torch.baddbmm(pre[:, t : t + 1], z_prev, w1z))  # (B, S, D)
+        mean, raw_var = torch.baddbmm(b2, hidden, w2t).chunk(2, dim=-1)  # (B, S, Z) each
+        z_prev = torch.addcmul(mean, torch.exp(0.5 * (low + (high - low) * torch.sigmoid(raw_var))), eps[t])
+        zs.append(z_prev)
+    return torch.stack(zs, 2)
 
 
 def _gaussian_kl(q_mean, q_var, p_mean, p_var) -> torch.Tensor:
@@ -550,10 +565,10 @@ def enhance_spectrograms(X: torch.Tensor, mask: torch.Tensor, model: SpeechModel
 def _m_step(P, Vs, W, H, g, mask, floor, rounds: int, uses_gain: bool, backend: str = "auto"):
     """``rounds`` multiplicative updates of the noise ``W``, ``H`` and of the gain ``g`` given the speech
     variances ``Vs`` (S, B, F, T); returns the new W, H, g. ``backend``: ``"numba"`` (the fused kernels of
-    :mod:`mixdvae.audio.nmf_kernels`, float32 CPU tensors), ``"torch"`` (any device), ``"auto"`` (numba where it
+    :mod:`mixdvae.audio.kernels`, float32 CPU tensors), ``"torch"`` (any device), ``"auto"`` (numba where it
     applies)."""
     if backend == "numba" or (backend == "auto" and P.device.type == "cpu" and P.dtype == torch.float32):
-        from .nmf_kernels import m_step_rounds
+        from .kernels import m_step_rounds
 
         W, H, g = W.contiguous().clone(), H.contiguous().clone(), g.contiguous().clone()
         m_step_rounds(P.contiguous().numpy(), Vs.contiguous().numpy(), W.numpy(), H.numpy(), g.numpy(),
@@ -609,6 +624,7 @@ def enhance(noisy, prior, config: EnhanceConfig | None = None, device="cpu", set
     order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
     enhanced: list[np.ndarray | None] = [None] * len(waves)
     costs = np.zeros((config.iterations, len(waves)))
+    _warm_up(device)
     start, cpu_start = time.perf_counter(), time.process_time()
     for first in range(0, len(order), config.batch_size):
         batch = order[first : first + config.batch_size]
@@ -626,6 +642,20 @@ def enhance(noisy, prior, config: EnhanceConfig | None = None, device="cpu", set
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     audio_seconds = sum(len(w) for w in waves) / MODEL_RATE
     return EnhanceResult(enhanced, costs, seconds, cpu_seconds, audio_seconds, config)
+
+
+def _warm_up(device: torch.device) -> None:
+    """One-time library loading, done before the clock starts (start-up, like loading the prior): the Numba
+    kernels on the CPU, and the first Adam step (torch imports its compiler stack, about 1.5 s, on the first
+    ``Optimizer.step``)."""
+    if device.type == "cpu":
+        from .kernels import warm_up
+
+        warm_up()
+    weight = torch.zeros(1, device=device, requires_grad=True)
+    optimizer = torch.optim.Adam([weight], lr=1e-3)
+    (weight**2).sum().backward()
+    optimizer.step()
 
 
 def log_level(P: torch.Tensor) -> float:

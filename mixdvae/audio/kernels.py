@@ -1,4 +1,6 @@
-"""Numba kernels of the enhancement M-step on the CPU: the rounds of :mod:`mixdvae.audio.nmf` (update of the noise
+"""Numba kernels of the audio engines on the CPU.
+
+The enhancement M-step: the rounds of :mod:`mixdvae.audio.nmf` (update of the noise
 basis ``W``, of its activations ``H``, column normalisation, then the per-frame gain ``g``) fused per utterance,
 so that a round reads the spectrograms three times instead of the two dozen passes and six small batched matrix
 products of the torch version (which stays the reference and the CUDA path; a test checks that both agree).
@@ -10,6 +12,9 @@ LLVM vectorises it)::
 
 The variance of bin (f, t) for sample s is ``Vx = max(g_t Vs_sft + (W H)_ft, floor)``; padded frames (``valid``
 False) count nowhere and keep their H and g.
+
+The E-step's posterior recursion (:func:`posterior_recursion`): one frame's products are far too small for torch's
+per-call overhead (seven calls per frame), so the frame loop runs here.
 """
 
 from __future__ import annotations
@@ -127,3 +132,51 @@ def m_step_rounds(P, Vs, W, H, g, valid, floor, rounds: int, uses_gain: bool) ->
         fl = np.float32(floor[u])
         for _ in range(rounds):
             _round(P[u], Vs[:, u], W[u], H[u], g[u], m, fl, uses_gain, wh, a, b, num_kt, den_kt)
+
+
+@nb.njit(cache=True, fastmath=True)
+def posterior_recursion(pre, w1z, w2t, b2, eps, low: float, high: float, out) -> None:
+    """Draws of the DKF/SRNN posterior head ``q(z_t | z_{t-1}, g_t)`` frame after frame, into ``out`` (B, S, T, Z):
+    ``hidden = tanh(pre_t + z_{t-1} w1z)``, ``(mean, raw) = hidden w2t + b2``,
+    ``z_t = mean + exp((low + (high - low) sigmoid(raw)) / 2) eps_t``; ``pre`` (B, T, D), ``w1z`` (B, Z, D),
+    ``w2t`` (B, D, 2Z), ``b2`` (B, 1, 2Z), ``eps`` (T, S, Z), z_0 = 0."""
+    B, T, D = pre.shape
+    S, Z = eps.shape[1], eps.shape[2]
+    hidden = np.empty(D, np.float32)
+    z_prev = np.empty(Z, np.float32)
+    half = np.float32(0.5)
+    lo, span = np.float32(low), np.float32(high - low)
+    for b in range(B):
+        for s in range(S):
+            z_prev[:] = 0.0
+            for t in range(T):
+                for d in range(D):
+                    hidden[d] = pre[b, t, d]
+                for k in range(Z):
+                    zk = z_prev[k]
+                    for d in range(D):
+                        hidden[d] += zk * w1z[b, k, d]
+                for d in range(D):
+                    hidden[d] = np.tanh(hidden[d])
+                for k in range(Z):
+                    mean = b2[b, 0, k]
+                    raw = b2[b, 0, Z + k]
+                    for d in range(D):
+                        mean += hidden[d] * w2t[b, d, k]
+                        raw += hidden[d] * w2t[b, d, Z + k]
+                    sigmoid = ONE / (ONE + np.exp(-raw))
+                    z = mean + np.exp(half * (lo + span * sigmoid)) * eps[t, s, k]
+                    out[b, s, t, k] = z
+                for k in range(Z):
+                    z_prev[k] = out[b, s, t, k]
+
+
+def warm_up() -> None:
+    """Load (or, on the very first run, compile) the kernels for the argument types the engine passes, so that
+    the one-time cost is not charged to the first utterance's processing time (and its real-time factor)."""
+    f32 = np.float32
+    P = np.ones((1, 2, 3), f32)
+    m_step_rounds(P, np.ones((1, 1, 2, 3), f32), np.ones((1, 2, 1), f32), np.ones((1, 1, 3), f32),
+                  np.ones((1, 3), f32), np.ones((1, 3), np.bool_), np.ones(1, f32), 1, True)
+    posterior_recursion(np.zeros((1, 3, 2), f32), np.zeros((1, 1, 2), f32), np.zeros((1, 2, 2), f32),
+                        np.zeros((1, 1, 2), f32), np.zeros((3, 1, 1), f32), -1.0, 1.0, np.zeros((1, 1, 3, 1), f32))
