@@ -107,7 +107,7 @@ class SeparateConfig:
     temperature: float = 0.25  # variance factor of the "tempered" draws
     mixture: Literal["per_bin", "additive"] = "per_bin"  # the paper's per-bin assignment, or sources that add
     assignment: Literal["marginal", "mean_field"] = "marginal"  # per_bin E-W: p(w | x, v) at each step, or the paper's
-    average: int = 3  # the output gain a is the mean over the last `average` iterations (their draws)
+    average: int = 3  # the output mask is the mean over the last `average` iterations (their draws)
     output: Literal["assignment", "posterior"] = "assignment"  # per_bin output mask: eta, or a (posterior mean)
     segment: int = 50  # frames per segment (0: the whole signal)
     overlap: int = 25  # frames shared by consecutive segments
@@ -424,8 +424,9 @@ def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig,
     """Run the VEM on a batch of mixture segments ``X`` (B, T, F) complex (all the same length).
 
     ``starts`` (B,): first frame of each segment (seeds its random draws). ``scale`` (N, B): power scale
-    ``c_n`` of each source's prior units. Returns the gains ``a`` (N, B, T, F) (``mu^n = a^n x``), the cost per
-    iteration (iterations, B) and the final rho (B,). Raises :class:`SeparationError` on non-finite values."""
+    ``c_n`` of each source's prior units. Returns the output masks (N, B, T, F) (source n = mask n times x:
+    ``config.output``, averaged over the last ``config.average`` iterations), the cost per iteration (iterations,
+    B) and the final rho (B,). Raises :class:`SeparationError` on non-finite values."""
     N = bank.n_sources
     P = X.real**2 + X.imag**2  # (B, T, F)
     B, T, F = P.shape
