@@ -445,9 +445,9 @@ def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig,
             noise = _draw_noise(config.seed, starts, iteration, (N, T, bank.z_dim + 2 * F), P.device) \
                 if draw_scale > 0 else None
             zs = bank.encode(contexts, None if noise is None else noise[..., : bank.z_dim], draw_scale)
-            a, v_phi, v, contexts = _roll(X, P, vx, eta, bank, zs, c, config, noise)
-            if config.mixture == "per_bin":
-                eta = marginal_w(v, P, vx) if config.assignment == "marginal" else e_w(a, v_phi, P, vx)
+            a, v_phi, v, used, contexts = _roll(X, P, vx, eta, bank, zs, c, config, noise)
+            if config.mixture == "per_bin":  # marginal: the roll's own; mean-field: the next one, from a and v_phi
+                eta = used if config.assignment == "marginal" else e_w(a, v_phi, P, vx)
             if config.update_rho:
                 rho = _m_rho(a, v_phi, eta, P, P_floor, config.mixture)
             cost = mixture_cost(v, P, vx, config.mixture)
@@ -461,19 +461,23 @@ def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig,
 
 def _roll(X, P, vx, eta, bank: SourceBank, zs, c, config: SeparateConfig, noise):
     """E-S: roll the decoders over the frames, each step fed the drawn |s~_{t-1}|^2. Returns the gains ``a``,
-    posterior variances ``v_phi`` and prior variances ``v``, each (N, B, T, F) (mixture units), and the encoder
-    context ``(h, e)`` of the drawn powers per group (what :meth:`SourceBank.teacher` would compute from them)."""
+    posterior variances ``v_phi`` and prior variances ``v``, each (N, B, T, F) (mixture units), the assignment
+    the steps used (the marginal one computed at each step, else ``eta`` as given), and the encoder context
+    ``(h, e)`` of the drawn powers per group (what :meth:`SourceBank.teacher` would compute from them)."""
     N, B, T, F = eta.shape
     states, inputs = bank.start(B)
     scale = c[..., 0, :]  # (N, B, 1)
-    out_a, out_phi, out_v, out_h, out_e = [], [], [], [], []
+    marginal = config.mixture == "per_bin" and config.assignment == "marginal"
+    out_a, out_phi, out_v, out_eta, out_h, out_e = [], [], [], [], [], []
     z_dim = bank.z_dim
     for t in range(T):
         v, states = bank.step(states, inputs, zs, t)
         v = v / scale  # (N, B, F), mixture units
         if config.mixture == "per_bin":
-            eta_t = marginal_w(v, P[:, t], vx[:, t]) if config.assignment == "marginal" else eta[:, :, t]
+            eta_t = marginal_w(v, P[:, t], vx[:, t]) if marginal else eta[:, :, t]
             a, v_phi = per_bin_posterior(v, eta_t, vx[:, t])
+            if marginal:
+                out_eta.append(eta_t)
         else:
             a, v_phi = additive_posterior(v, vx[:, t])
         if noise is None:
@@ -490,7 +494,8 @@ def _roll(X, P, vx, eta, bank: SourceBank, zs, c, config: SeparateConfig, noise)
         out_e.append(inputs)
     contexts = [(torch.stack([step[g] for step in out_h], 2), torch.stack([step[g] for step in out_e], 2))
                 for g in range(len(bank.groups))]
-    return torch.stack(out_a, 2), torch.stack(out_phi, 2), torch.stack(out_v, 2), contexts
+    used = torch.stack(out_eta, 2) if marginal else eta
+    return torch.stack(out_a, 2), torch.stack(out_phi, 2), torch.stack(out_v, 2), used, contexts
 
 
 def _m_rho(a, v_phi, eta, P, P_floor, mixture: str) -> torch.Tensor:
