@@ -34,6 +34,7 @@ prior's units); the output is scaled back.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import time
@@ -394,12 +395,17 @@ class DVAESpeech(SpeechModel):
         return Vs.transpose(-1, -2)
 
 
+def _numba_applies(tensor: torch.Tensor) -> bool:
+    """Whether the CPU kernels of :mod:`mixdvae.audio.kernels` take this tensor (float32, on the CPU)."""
+    return tensor.device.type == "cpu" and tensor.dtype == torch.float32
+
+
 def _posterior_recursion(pre, w1z, w2t, b2, eps, low: float, high: float) -> torch.Tensor:
     """Draws ``z`` (B, S, T, Z) of ``q(z_t | z_{t-1}, g_t)`` frame after frame (no gradient): ``pre`` (B, T, D) the
     g part of the head's first layer, ``w1z`` (B, Z, D) its z part, ``w2t`` (B, D, 2Z), ``b2`` (B, 1, 2Z) the second
     layer, ``eps`` (T, S, Z) standard normal noise. On the CPU a Numba kernel (a frame's products are too small
     for torch's per-call overhead); elsewhere torch."""
-    if pre.device.type == "cpu" and pre.dtype == torch.float32:
+    if _numba_applies(pre):
         from .kernels import posterior_recursion
 
         out = torch.empty(pre.shape[0], eps.shape[1], pre.shape[1], eps.shape[2])
@@ -567,7 +573,7 @@ def _m_step(P, Vs, W, H, g, mask, floor, rounds: int, uses_gain: bool, backend: 
     variances ``Vs`` (S, B, F, T); returns the new W, H, g. ``backend``: ``"numba"`` (the fused kernels of
     :mod:`mixdvae.audio.kernels`, float32 CPU tensors), ``"torch"`` (any device), ``"auto"`` (numba where it
     applies)."""
-    if backend == "numba" or (backend == "auto" and P.device.type == "cpu" and P.dtype == torch.float32):
+    if backend == "numba" or (backend == "auto" and _numba_applies(P)):
         from .kernels import m_step_rounds
 
         W, H, g = W.contiguous().clone(), H.contiguous().clone(), g.contiguous().clone()
@@ -644,10 +650,11 @@ def enhance(noisy, prior, config: EnhanceConfig | None = None, device="cpu", set
     return EnhanceResult(enhanced, costs, seconds, cpu_seconds, audio_seconds, config)
 
 
+@functools.cache
 def _warm_up(device: torch.device) -> None:
-    """One-time library loading, done before the clock starts (start-up, like loading the prior): the Numba
-    kernels on the CPU, and the first Adam step (torch imports its compiler stack, about 1.5 s, on the first
-    ``Optimizer.step``)."""
+    """One-time library loading (once per process and device), done before the clock starts (start-up, like
+    loading the prior): the Numba kernels on the CPU, and the first Adam step (torch imports its compiler stack,
+    about 1.5 s, on the first ``Optimizer.step``)."""
     if device.type == "cpu":
         from .kernels import warm_up
 
