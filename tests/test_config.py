@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mixdvae.config import Range, check_params, parameter_specs
-from mixdvae.errors import ConfigError, InputError
+from mixdvae.audio.separate import SeparateConfig
+from mixdvae.config import Range, check_params, dataclass_overrides, parameter_specs, parse_override
+from mixdvae.errors import ConfigError, InputError, UsageError
 from mixdvae.trackers import TRACKERS, GMMTracker, KalmanTracker, MixDVAETracker, VKFTracker, make_tracker
 from mixdvae.vem import VEMConfig
 from mixdvae.vem.tracking import WindowConfig
@@ -125,3 +126,14 @@ def test_vem_trackers_show_progress(data_root, capsys):
 
     MixDVAETracker().track(Sequence.load(data_root / "TEST-01"), progress=True)
     assert "mixdvae TEST-01" in capsys.readouterr().err
+
+
+def test_set_overrides_of_a_settings_dataclass():
+    """``--set KEY=VALUE`` of the audio benchmarks: later overrides win, YAML values are typed, and a key that is not
+    a field (or a nested one) is a usage error naming it and the valid keys."""
+    overrides = [parse_override("rho=0.05"), parse_override("output=posterior"), parse_override("rho=0.1")]
+    assert dataclass_overrides(SeparateConfig, overrides) == {"rho": 0.1, "output": "posterior"}
+    assert SeparateConfig(**dataclass_overrides(SeparateConfig, overrides)).rho == 0.1
+    for bad in ("rhoo=1", "rho.x=1"):
+        with pytest.raises(UsageError, match=r"--set rho.*not a SeparateConfig setting.*average"):
+            dataclass_overrides(SeparateConfig, [parse_override(bad)])
