@@ -22,7 +22,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-TINY = 1e-20  # as nmf.TINY: smallest value of W, H, g and of an update ratio
+from .nmf import TINY  # smallest value of W, H, g and of an update ratio
+
 ONE = np.float32(1.0)  # float32 literals keep the vectorised loops in single precision
 
 
@@ -35,15 +36,21 @@ def _ratio(num: float, den: float) -> float:
 
 
 @nb.njit(cache=True, fastmath=True)
+def _noise_row(W, H, f, wh) -> None:
+    """Row f of the noise variance, ``wh = (W H)_f`` (T,), into the given buffer."""
+    wh[:] = 0.0
+    for k in range(W.shape[1]):
+        w = W[f, k]
+        for t in range(H.shape[1]):
+            wh[t] += w * H[k, t]
+
+
+@nb.njit(cache=True, fastmath=True)
 def _row(P, Vs, W, H, g, m, f, floor, wh, a, b) -> None:
     """Row f of the noise variance ``wh = (W H)_f`` and of the masked moments ``a = sum_s P / Vx^2``,
     ``b = sum_s 1 / Vx`` (each (T,), written into the given buffers; ``m`` (T,) 1 for valid frames, 0 else)."""
     T = P.shape[1]
-    wh[:] = 0.0
-    for k in range(W.shape[1]):
-        w = W[f, k]
-        for t in range(T):
-            wh[t] += w * H[k, t]
+    _noise_row(W, H, f, wh)
     a[:] = 0.0
     b[:] = 0.0
     for s in range(Vs.shape[0]):
@@ -101,11 +108,7 @@ def _round(P, Vs, W, H, g, m, floor, uses_gain, wh, a, b, num_kt, den_kt) -> Non
     num_t[:] = 0.0
     den_t[:] = 0.0
     for f in range(F):
-        wh[:] = 0.0
-        for k in range(K):
-            w = W[f, k]
-            for t in range(T):
-                wh[t] += w * H[k, t]
+        _noise_row(W, H, f, wh)
         for s in range(S):
             for t in range(T):
                 vs = Vs[s, f, t]
