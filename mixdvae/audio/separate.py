@@ -41,7 +41,7 @@ up to ``log pi``.
 
 Segments: a signal is cut into ``segment``-frame pieces overlapping by ``overlap`` frames (the last one ends at
 the last frame, so no padding), separated as one batch (priors and segments together: one stacked call per
-time step for all sources that share an architecture), and the gains ``a`` are cross-faded back with a sine^2
+time step for all sources that share an architecture), and the output masks are cross-faded back with a sine^2
 window over frames. ``segment = 0`` runs the whole signal at once (one segment per signal).
 
 Levels: prior n sees the mixture's power scaled by ``c_n`` and its variances are scaled back by ``1 / c_n``.
@@ -547,7 +547,7 @@ def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, d
     jobs = [(i, s, min(config.segment or spec.shape[0], spec.shape[0]))
             for i, spec in enumerate(specs) for s in segment_starts(spec.shape[0], config.segment, config.overlap)]
     scales = torch.stack([_level_scales(w, spec, reference, config) for w, spec in zip(waves, specs)])  # (M, N)
-    gains = [torch.zeros(len(bank.order), *spec.shape) for spec in specs]
+    masks = [torch.zeros(len(bank.order), *spec.shape) for spec in specs]
     weights = [torch.zeros(spec.shape[0], 1) for spec in specs]
     costs: list[list] = [[] for _ in specs]
     rhos: list[list] = [[] for _ in specs]
@@ -559,19 +559,19 @@ def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, d
             batch = group[first : first + config.batch_size]
             X = torch.stack([specs[i][s : s + length] for i, s, _ in batch]).to(device)
             scale = scales[[i for i, _, _ in batch]].T.to(device)  # (N, B)
-            a, cost, rho = separate_segments(X, bank, config, [s for _, s, _ in batch], scale)
+            mask, cost, rho = separate_segments(X, bank, config, [s for _, s, _ in batch], scale)
             fade = crossfade_weights(length).reshape(length, 1)
-            a = a.cpu()
+            mask = mask.cpu()
             for row, (i, s, _) in enumerate(batch):
-                gains[i][:, s : s + length] += a[:, row] * fade
+                masks[i][:, s : s + length] += mask[:, row] * fade
                 weights[i][s : s + length] += fade
                 costs[i].append(cost[:, row].cpu())
                 rhos[i].append(float(rho[row]))
             if progress is not None:
                 progress(len(batch))
     sources = []
-    for spec, gain, weight, wave in zip(specs, gains, weights, waves):
-        S = (gain / weight) * spec  # (N, T, F)
+    for spec, mask, weight, wave in zip(specs, masks, weights, waves):
+        S = (mask / weight) * spec  # (N, T, F)
         sources.append(setting.inverse(S, len(wave)).numpy().astype(np.float32))
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return SeparationResult(sources, [torch.stack(c).mean(0).numpy() for c in costs], [float(np.mean(r)) for r in rhos],
