@@ -10,7 +10,7 @@ import torch
 
 from mixdvae.dvae import DVAE, MODELS, SRNN, VRNN, CheckpointError, load_prior
 from mixdvae.dvae.cv import CVParams, cv_filter, cv_nll, cv_predict_ahead, fit_cv
-from mixdvae.dvae.evaluate import dvae_predictions, iou_cxcywh
+from mixdvae.dvae.evaluate import dvae_predictions, evaluate_dvae, iou_cxcywh
 
 TINY = {"h_dim": 12, "z_dim": 3, "dense_dim": 12, "embed_dim": 6}
 
@@ -353,7 +353,34 @@ def test_variance_scale_multiplies_the_variance_and_survives_a_checkpoint(tmp_pa
         DVAE.load(tmp_path / "bad_scale.pt")
 
 
-def test_variance_calibration_on_held_out_walks(tmp_path):
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_velocity_blend_mixes_the_network_with_the_recent_velocity(name, tmp_path):
+    model = make_model(name, history=3)
+    x = trajectories(batch=3, length=11)
+    network, var = run_steps(model, x)
+    model.io.set_velocity_blend(0.0, model.config)
+    cv, cv_var = run_steps(model, x)
+    torch.testing.assert_close(cv_var, var)  # the blend moves the mean only
+    torch.testing.assert_close(cv[:, :2], network[:, :2])  # no velocity yet: the network alone
+    for t in range(2, 11):  # x_t predicted from x_{t-1} and the mean of its last k = min(3, t - 1) increments
+        k = min(3, t - 1)
+        torch.testing.assert_close(cv[:, t], x[:, t - 1] + (x[:, t - 1] - x[:, t - 1 - k]) / k)
+    model.io.set_velocity_blend(0.3, model.config)
+    blended, _ = run_steps(model, x)
+    torch.testing.assert_close(blended[:, 2:], 0.3 * network[:, 2:] + 0.7 * cv[:, 2:])
+    torch.testing.assert_close(model.predict_sequence(x)["mean"], blended, rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "blend.pt")
+    torch.testing.assert_close(run_steps(DVAE.load(tmp_path / "blend.pt"), x)[0], blended)
+    for bad in (-0.1, 1.5, float("nan"), True, "half"):
+        with pytest.raises(ValueError, match="velocity_blend"):
+            model.io.set_velocity_blend(bad, {})
+    model.config["velocity_blend"] = 2.0
+    model.save(tmp_path / "bad_blend.pt")
+    with pytest.raises(CheckpointError, match="velocity_blend"):
+        DVAE.load(tmp_path / "bad_blend.pt")
+
+
+def test_calibration_on_held_out_walks(tmp_path):
     from mixdvae.dvae.training import build_data, merge_config, train_prior
     from tests.test_eth_ucy import straight, write_scene
 
@@ -366,14 +393,22 @@ def test_variance_calibration_on_held_out_walks(tmp_path):
         "data": {"window": 12, "real": {"roots": []}, "synthetic": {"piecewise": 20, "walker": 20},
                  "eth_ucy": {"root": str(tmp_path), "datasets": ["eth"], "weight": 0.5, "val_fraction": 0.25}},
         "train": {"batch_size": 8, "epochs": 2, "batches_per_epoch": 2, "kl_warmup_epochs": 1, "ss_start_epoch": 0,
-                  "ss_ramp_epochs": 1, "threads": 1, "calibrate_variance": True},
+                  "ss_ramp_epochs": 1, "threads": 1, "calibrate_blend": True, "calibrate_variance": True},
         "output": {"dir": str(tmp_path / "run"), "plot": False},
     }
     model = train_prior(config, log=lambda msg: None, progress=False).model
+    val = build_data(merge_config(model.meta["train_config"], {}), log=lambda msg: None).val_walks
+    # the blend maximises the 10-step IoU on the validation walks over its grid
+    weight = model.config["velocity_blend"]
+    assert weight in np.round(np.linspace(0, 1, 21), 2)
+    best = evaluate_dvae(model, val).summary()["iou_10"]
+    for other in (0.0, 0.5, 1.0):
+        model.io.set_velocity_blend(other, {})
+        assert evaluate_dvae(model, val).summary()["iou_10"] <= best
+    model.io.set_velocity_blend(weight, {})
     scale = np.array(model.config["var_scale"])
     assert scale.shape == (4,) and not np.allclose(scale, 1.0)
-    # on the validation walks the calibrated next-box errors have unit variance per coordinate
-    val = build_data(merge_config(model.meta["train_config"], {}), log=lambda msg: None).val_walks
+    # on the validation walks the calibrated next-box errors (of the blended mean) have unit variance
     mean, var, _ = dvae_predictions(model, val.to_model(), horizon=0)
     scored = val.mask & (np.arange(val.length) >= 2)
     ratio = ((val.to_model() - mean) ** 2 / var)[scored].mean(0)

@@ -24,6 +24,10 @@ Conventions (all models):
 
       mean_t = x_{t-1} + s * inc_std * d_t,   var_t = (s * inc_std)^2 * exp(l_t),   s = x_{t-1}[3]
 
+  With ``config["velocity_blend"] = w < 1`` (fitted after training on held-out real windows, see
+  :mod:`.training`), ``d_t`` becomes ``w * d_t + (1 - w) * v_t`` once a velocity exists (t >= 3), ``v_t`` the
+  mean increment over the last ``history`` steps in the same units: the network's prediction averaged with a
+  constant-velocity extrapolation, whose errors differ from the network's (an ensemble of the two predictors).
   so the prior is invariant to translation and scale at every step, not only at the window's first box. The
   first box of a window is the normalisation reference, ``(0, 0, w/h, 1)`` by construction: the likelihood
   conditions on it (``elbo`` scores ``x_{2:T}``), and ``step`` at t = 1 returns the fixed guess ``x0`` with the
@@ -81,6 +85,7 @@ BASE_DEFAULTS: dict[str, Any] = {
     "x_std": None,
     "first_var": [0.0025, 0.0025, 0.01, 0.0025],  # variance of the t = 1 guess x0 (model units)
     "var_scale": None,  # box_increment: per-coordinate factor on the predicted variance (calibration; None = 1)
+    "velocity_blend": None,  # box_increment: weight of the network's increment in the mean (calibration; None = 1)
     "logvar_range": [-12.0, 6.0],  # soft clamp of the decoder log-variance (normalised units)
     "z_logvar_range": [-10.0, 4.0],
 }
@@ -196,6 +201,7 @@ class BoxIncrementIO(_History, nn.Module):
         self.register_buffer("first_var", torch.tensor(config["first_var"], dtype=torch.float32))
         # kept in the config (not the state dict), so checkpoints from before the calibration still load
         self.register_buffer("var_scale", self._check_scale(config.get("var_scale")), persistent=False)
+        self.velocity_blend = self._check_blend(config.get("velocity_blend"))
         self.aspect_mean = float(config["aspect_mean"])
         self.aspect_std = float(config["aspect_std"])
         self.low, self.high = (float(v) for v in config["logvar_range"])
@@ -206,6 +212,19 @@ class BoxIncrementIO(_History, nn.Module):
         if scale.shape != (4,) or not bool(torch.isfinite(scale).all() and (scale > 0).all()):
             raise ValueError(f"var_scale must be 4 positive finite numbers, got {scale.tolist()}")
         return scale
+
+    @staticmethod
+    def _check_blend(weight) -> float:
+        weight = 1.0 if weight is None else weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+            raise ValueError(f"velocity_blend must be a number in [0, 1], got {weight!r}")
+        return float(weight)
+
+    def set_velocity_blend(self, weight: float, config: dict) -> None:
+        """Weight ``weight`` in [0, 1] of the network's increment in the predicted mean from now on (the rest:
+        the recent mean increment), recorded in ``config`` so that a saved checkpoint keeps it."""
+        self.velocity_blend = self._check_blend(weight)
+        config["velocity_blend"] = self.velocity_blend
 
     def set_var_scale(self, scale, config: dict) -> None:
         """Multiply every predicted variance (after the first step) by ``scale`` (4,) per coordinate from now on,
@@ -242,9 +261,18 @@ class BoxIncrementIO(_History, nn.Module):
         """Typical size of an increment after ``x_prev``: ``inc_std`` times the current box height."""
         return self._scale(x_prev) * self.inc_std
 
-    def output(self, raw_mean, raw_logvar, x_prev, n) -> tuple[torch.Tensor, torch.Tensor]:
+    def output(self, raw_mean, raw_logvar, x_prev, n, features=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of x_t from the decoder's raw outputs; ``features``: those of ``x_prev`` (from
+        :meth:`features`), needed when ``velocity_blend < 1``."""
         s = self._scale(x_prev) * self.inc_std
-        mean = x_prev + s * raw_mean
+        increment = raw_mean
+        if self.velocity_blend < 1.0:
+            if features is None:
+                raise ValueError("velocity_blend < 1 needs the features of x_prev")
+            recent = features[..., 4:8] if self.history > 1 else features[..., :4]  # mean increment, inc_std units
+            w = self.velocity_blend
+            increment = torch.where(n >= 2, w * raw_mean + (1.0 - w) * recent, raw_mean)
+        mean = x_prev + s * increment
         var = s**2 * torch.exp(soft_clamp(raw_logvar, self.low, self.high)) * self.var_scale
         first = n < 1
         if bool(first.any()):
@@ -278,7 +306,7 @@ class DirectIO(_History, nn.Module):
     def error_scale(self, x_prev: torch.Tensor) -> torch.Tensor:
         return self.x_std.expand_as(x_prev)
 
-    def output(self, raw_mean, raw_logvar, x_prev, n):
+    def output(self, raw_mean, raw_logvar, x_prev, n, features=None):
         mean = self.x_mean + self.x_std * raw_mean
         var = self.x_std**2 * torch.exp(soft_clamp(raw_logvar, self.low, self.high))
         return mean, var
@@ -315,7 +343,7 @@ class LogPowerIO(_History, nn.Module):
         """The typical power of each bin, ``exp(x_mean)`` (the scale of a power error)."""
         return torch.exp(self.x_mean).expand_as(x_prev)
 
-    def output(self, raw_mean, raw_logvar, x_prev, n):
+    def output(self, raw_mean, raw_logvar, x_prev, n, features=None):
         """``raw_mean`` is ignored (None from :meth:`DVAE._decoder_heads`): the mean of a power is its variance."""
         power = torch.exp(self.x_mean + soft_clamp(raw_logvar, self.low, self.high))
         return power, power

@@ -49,16 +49,17 @@ class DKF(DVAE):
         _, var = self.transition_var(inputs)
         return mean, var
 
-    def _decode(self, z, x_prev, n):
+    def _decode(self, z, x_prev, n, features=None):
         raw_mean, raw_logvar = self._decoder_heads(z)
-        return self.io.output(raw_mean, raw_logvar, x_prev, n)
+        return self.io.output(raw_mean, raw_logvar, x_prev, n, features)
 
     def step(self, state, x_prev, z=None):
         z_prev, hist, n = state
         x_prev, z = self._cast(x_prev, z)
-        p_mean, _ = self._prior(z_prev, self.embed_x(self.io.features(x_prev, hist, n)))
+        features = self.io.features(x_prev, hist, n)
+        p_mean, _ = self._prior(z_prev, self.embed_x(features))
         z = p_mean if z is None else z
-        mean, var = self._decode(z, x_prev, n)
+        mean, var = self._decode(z, x_prev, n, features)
         return mean, var, (z, self.io.push(hist, x_prev), n + 1)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
@@ -92,5 +93,5 @@ class DKF(DVAE):
             z_shift = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], 1)
             out["p_mean"], out["p_var"] = self._prior(z_shift, e_prev)
             out["z"] = z
-        out["mean"], out["var"] = self._decode(z, x_prev, n)
+        out["mean"], out["var"] = self._decode(z, x_prev, n, feat_prev)
         return out

@@ -47,18 +47,18 @@ class SRNN(DVAE):
             self._counter(batch_size, device),
         )
 
-    def _decode(self, h, z, x_prev, n):
+    def _decode(self, h, z, x_prev, n, features=None):
         raw_mean, raw_logvar = self._decoder_heads(torch.cat([h, z], -1))
-        return self.io.output(raw_mean, raw_logvar, x_prev, n)
+        return self.io.output(raw_mean, raw_logvar, x_prev, n, features)
 
     def step(self, state, x_prev, z=None):
         h, c, z_prev, hist, n = state
         x_prev, z = self._cast(x_prev, z)
-        e = self.embed_x(self.io.features(x_prev, hist, n))
-        h_new, c_new = lstm_cell(self.rnn, e, h, c)
+        features = self.io.features(x_prev, hist, n)
+        h_new, c_new = lstm_cell(self.rnn, self.embed_x(features), h, c)
         if z is None:
             z, _ = self.prior_z(torch.cat([h_new, z_prev], -1))
-        mean, var = self._decode(h_new, z, x_prev, n)
+        mean, var = self._decode(h_new, z, x_prev, n, features)
         return mean, var, (h_new, c_new, z, self.io.push(hist, x_prev), n + 1)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
@@ -93,6 +93,6 @@ class SRNN(DVAE):
         else:
             z_shift = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], 1)
             p_mean, p_var = self.prior_z(torch.cat([h, z_shift], -1))
-        mean, var = self._decode(h, z, x_prev, n)
+        mean, var = self._decode(h, z, x_prev, n, feat_prev)
         out.update(mean=mean, var=var, z=z, p_mean=p_mean, p_var=p_var, h=h)
         return out

@@ -48,17 +48,18 @@ class VRNN(DVAE):
         inputs = torch.cat([self.embed_x(feat_prev), self.embed_z(z_prev)], -1)
         return self.rnn(inputs, (h, c))
 
-    def _decode(self, h, z, x_prev, n):
+    def _decode(self, h, z, x_prev, n, features=None):
         raw_mean, raw_logvar = self._decoder_heads(torch.cat([h, self.embed_z(z)], -1))
-        return self.io.output(raw_mean, raw_logvar, x_prev, n)
+        return self.io.output(raw_mean, raw_logvar, x_prev, n, features)
 
     def step(self, state, x_prev, z=None):
         h, c, z_prev, hist, n = state
         x_prev, z = self._cast(x_prev, z)
-        h, c = self._advance(h, c, z_prev, self.io.features(x_prev, hist, n))
+        features = self.io.features(x_prev, hist, n)
+        h, c = self._advance(h, c, z_prev, features)
         if z is None:
             z, _ = self.prior_z(h)
-        mean, var = self._decode(h, z, x_prev, n)
+        mean, var = self._decode(h, z, x_prev, n, features)
         return mean, var, (h, c, z, self.io.push(hist, x_prev), n + 1)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
@@ -82,7 +83,7 @@ class VRNN(DVAE):
                 rows["q_var"].append(q_var)
             else:
                 z_t = p_mean
-            mean, var = self._decode(h, z_t, x_prev[:, t], n[:, t])
+            mean, var = self._decode(h, z_t, x_prev[:, t], n[:, t], feat_prev[:, t])
             for key, value in zip(keys[:5], (mean, var, z_t, p_mean, p_var)):
                 rows[key].append(value)
             z_prev = z_t
