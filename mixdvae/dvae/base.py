@@ -24,14 +24,15 @@ Conventions (all models):
 
       mean_t = x_{t-1} + s * inc_std * d_t,   var_t = (s * inc_std)^2 * exp(l_t),   s = x_{t-1}[3]
 
-  With ``config["velocity_blend"] = w < 1`` (fitted after training on held-out real windows, see
-  :mod:`.training`), ``d_t`` becomes ``w * d_t + (1 - w) * v_t`` once a velocity exists (t >= 3), ``v_t`` the
-  mean increment over the last ``history`` steps in the same units: the network's prediction averaged with a
-  constant-velocity extrapolation, whose errors differ from the network's (an ensemble of the two predictors).
   so the prior is invariant to translation and scale at every step, not only at the window's first box. The
   first box of a window is the normalisation reference, ``(0, 0, w/h, 1)`` by construction: the likelihood
   conditions on it (``elbo`` scores ``x_{2:T}``), and ``step`` at t = 1 returns the fixed guess ``x0`` with the
   fixed variance ``config["first_var"]``.
+
+  With ``config["velocity_blend"] = w < 1`` (fitted after training on held-out real windows, see
+  :mod:`.training`), ``d_t`` becomes ``w * d_t + (1 - w) * v_t`` once a velocity exists (t >= 3), ``v_t`` the
+  mean increment over the last ``history`` steps in the same units: the network's prediction averaged with a
+  constant-velocity extrapolation, whose errors differ from the network's (an ensemble of the two predictors).
 
   ``"direct"``: the networks see and predict standardised ``x`` (``mean = x_mean + x_std * d``); every step
   is scored. Meant for other real-valued data.
@@ -257,6 +258,11 @@ class BoxIncrementIO(_History, nn.Module):
             parts.append(((x_prev - past) / k / s / self.inc_std * has_vel).clamp(-50, 50))
         return torch.cat([*parts, aspect.clamp(-10, 10), first, 1 - has_vel], dim=-1)
 
+    def recent_increment(self, features: torch.Tensor) -> torch.Tensor:
+        """The mean increment over the last ``history`` steps (the last one when ``history`` is 1), in units of
+        ``inc_std`` times the box height, read from ``features`` (..., feature_dim) of :meth:`features`."""
+        return features[..., 4:8] if self.history > 1 else features[..., :4]
+
     def error_scale(self, x_prev: torch.Tensor) -> torch.Tensor:
         """Typical size of an increment after ``x_prev``: ``inc_std`` times the current box height."""
         return self._scale(x_prev) * self.inc_std
@@ -269,9 +275,8 @@ class BoxIncrementIO(_History, nn.Module):
         if self.velocity_blend < 1.0:
             if features is None:
                 raise ValueError("velocity_blend < 1 needs the features of x_prev")
-            recent = features[..., 4:8] if self.history > 1 else features[..., :4]  # mean increment, inc_std units
             w = self.velocity_blend
-            increment = torch.where(n >= 2, w * raw_mean + (1.0 - w) * recent, raw_mean)
+            increment = torch.where(n >= 2, w * raw_mean + (1.0 - w) * self.recent_increment(features), raw_mean)
         mean = x_prev + s * increment
         var = s**2 * torch.exp(soft_clamp(raw_logvar, self.low, self.high)) * self.var_scale
         first = n < 1
