@@ -13,13 +13,10 @@ from mixdvae.dvae import DKF, DVAE, MODELS, SRNN, VAE, load_prior
 from mixdvae.dvae.likelihood import make_likelihood
 from mixdvae.dvae.training import (
     AUDIO_DEFAULT_CONFIG,
-    NoiseSettings,
     SpectrogramBatches,
     SpectrogramData,
-    add_complex_noise,
     merge_config,
     random_equaliser,
-    segment_log_level,
     spectrogram_statistics,
     train_prior,
     warp_frequencies,
@@ -124,48 +121,6 @@ def test_warp_augmentation_is_seeded_and_validated():
     assert float(ratio.std()) > 0.01
 
 
-def test_synthetic_noise_has_the_drawn_snr_and_is_seeded():
-    clean = synthetic_power(64, 50, seed=3) * torch.logspace(0, 2, 64).view(64, 1, 1)  # crops of varied levels
-    settings = NoiseSettings(snr_db=(5.0, 5.0), envelope_db=15.0, modulation_db=6.0)
-    variance = settings.variances(clean, np.random.default_rng(0))
-    assert variance.shape == clean.shape and (variance > 0).all()
-    ratio = clean.double().mean((1, 2)) / variance.double().mean((1, 2))
-    torch.testing.assert_close(ratio, torch.full_like(ratio, 10**0.5))  # every crop at 5 dB
-    level_db = 10 * torch.log10(variance.mean(2))  # (B, T): the noise level moves over time
-    assert float(level_db.std(1).mean()) > 0.3
-    noisy = settings.corrupt(clean, np.random.default_rng(0))
-    torch.testing.assert_close(noisy, settings.corrupt(clean, np.random.default_rng(0)))
-    # levelled like the engine's inputs: each noisy crop has its clean crop's mean log-power
-    torch.testing.assert_close(segment_log_level(noisy), segment_log_level(clean), rtol=1e-4, atol=1e-4)
-    # E|s + b|^2 = |s|^2 + V, and |s + b|^2 / (|s|^2 + V) is Exp(1) where s = 0
-    raw = add_complex_noise(clean, variance, np.random.default_rng(1))
-    excess = (raw - clean).double().sum() / variance.double().sum()
-    assert abs(float(excess) - 1.0) < 0.05
-    alone = add_complex_noise(torch.zeros_like(variance), variance, np.random.default_rng(2)) / variance
-    assert abs(float(alone.mean()) - 1.0) < 0.02 and abs(float(alone.var()) - 1.0) < 0.05
-    assert (noisy >= 0).all() and not torch.allclose(noisy, clean)
-    for bad in ({"snr_db": [10, 0]}, {"envelope_db": -1}, {"colour": 3}, [0, 5]):
-        with pytest.raises(ValueError, match="data.audio.noise"):
-            NoiseSettings.from_config(bad)
-    assert NoiseSettings.from_config(None) is None
-    assert NoiseSettings.from_config({"snr_db": [0, 5]}).snr_db == (0, 5)
-
-
-@pytest.mark.parametrize("name", ["vae", "srnn", "dkf", "vrnn"])
-def test_noise_aware_encoder_reads_x_encoder_and_the_model_explains_x(name):
-    model = spectral_model(name)
-    x = synthetic_power(2, 7, seed=1)
-    noisy = x + synthetic_power(2, 7, seed=2)
-    plain = model.elbo(x, generator=torch.Generator().manual_seed(1))
-    same = model.elbo(x, generator=torch.Generator().manual_seed(1), x_encoder=x)
-    torch.testing.assert_close(same["loss"], plain["loss"])
-    aware = model.elbo(x, generator=torch.Generator().manual_seed(1), x_encoder=noisy)
-    assert not torch.allclose(aware["q_mean"], plain["q_mean"])  # the encoder read the noisy input
-    # the generative path reads the clean x: the same latents give the same variances as without x_encoder
-    torch.testing.assert_close(model.predict_sequence(x, aware["z"])["var"], aware["var"], rtol=1e-5, atol=1e-9)
-    torch.testing.assert_close(aware["recon_t"], model.likelihood.nll(x, aware["mean"], aware["var"]))
-
-
 @pytest.mark.parametrize("name", ["vae", "srnn"])
 def test_spectral_priors_shapes_batching_and_steps(name):
     model = spectral_model(name)
@@ -229,25 +184,6 @@ def test_tiny_training_on_synthetic_spectra_lowers_the_loss(tmp_path, name):
     assert result.model.meta["data"]["train_frames"] == 4000
     assert DVAE.load(result.checkpoint).config["x_mean"] == pytest.approx(
         spectrogram_statistics(data.train, 1e-10)["x_mean"])
-
-
-def test_tiny_noise_aware_training_runs_seeded_and_lowers_the_loss(tmp_path):
-    data = SpectrogramData(train=synthetic_power(1, 2000, seed=1)[0], val=synthetic_power(8, 12, seed=2),
-                           corpus="synthetic", speakers=["synthetic"])
-    config = {
-        "seed": 0, "model": {"model": "dkf", **TINY_SPECTRAL},
-        "data": {"audio": {"corpus": "unused", "segment": 12, "noise": {"snr_db": [0, 10]}}},
-        "train": {"batch_size": 8, "epochs": 6, "batches_per_epoch": 10, "kl_warmup_epochs": 1, "lr": 3e-3,
-                  "threads": 1, "patience": 100},
-        "output": {"dir": str(tmp_path / "run"), "plot": False},
-    }
-    batches = SpectrogramBatches(data, merge_config(AUDIO_DEFAULT_CONFIG, config), "cpu")
-    x, mask, noisy = batches.batch(np.random.default_rng(0))
-    assert noisy.shape == x.shape and (noisy != x).any()
-    first = train_prior(config, log=lambda message: None, progress=False, data=data).history
-    again = train_prior(config, log=lambda message: None, progress=False, data=data).history
-    assert first[-1]["val_score"] == again[-1]["val_score"]  # seeded, noise included
-    assert first[-1]["recon"] < first[0]["recon"]
 
 
 def test_shipped_speech_priors_load_by_name():

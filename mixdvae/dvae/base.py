@@ -427,25 +427,20 @@ class DVAE(nn.Module):
         half = last.out_features // 2
         return None, nn.functional.linear(self.decoder[:-1](inputs), last.weight[half:], last.bias[half:])
 
-    def _sequence_inputs(self, x: torch.Tensor, x_encoder: torch.Tensor | None = None):
-        """Teacher-forced inputs: ``x_{t-1}``, ``n = t - 1`` and the features of x_{t-1} and of x_t; with
-        ``x_encoder`` (same shape as x), the features of x_t are those of ``x_encoder`` (what the encoder reads)."""
+    def _sequence_inputs(self, x: torch.Tensor):
+        """Teacher-forced inputs: ``x_{t-1}``, ``n = t - 1`` and the features of x_{t-1} and of x_t."""
         batch, length, _ = x.shape
         x_prev, hist_prev, hist_cur = self.io.sequence_history(x)
         n = torch.arange(length, device=x.device, dtype=x.dtype).view(1, length, 1).expand(batch, length, 1)
         feat_prev = self.io.features(x_prev, hist_prev, n)
-        if x_encoder is not None:
-            hist_cur = self.io.sequence_history(x_encoder)[2]
-        feat_cur = self.io.features(x if x_encoder is None else x_encoder, hist_cur, n + 1)
+        feat_cur = self.io.features(x, hist_cur, n + 1)
         return x_prev, n, feat_prev, feat_cur
 
     def _run(self, x: torch.Tensor, z: torch.Tensor | None, use_posterior: bool, sample: bool, generator=None,
-             lengths=None, x_encoder: torch.Tensor | None = None):
+             lengths=None):
         """Teacher-forced pass (``lengths`` (B,): valid prefix of each sequence, for backward encoders).
 
         Latents: ``z`` if given, else samples/means of q(z | x) when ``use_posterior``, else the prior means.
-        ``x_encoder`` (same shape as x): what the encoder reads instead of x (e.g. a noisy version of it; the
-        generative path still reads x).
         Returns a dict with ``mean``, ``var`` (B, T, x_dim), ``z``, the prior ``p_mean``/``p_var`` of each z_t,
         and ``q_mean``/``q_var`` when the posterior was used."""
         raise NotImplementedError
@@ -469,18 +464,15 @@ class DVAE(nn.Module):
         weights[:, : self.io.first_scored_step] = 0
         return weights
 
-    def elbo(self, x: torch.Tensor, beta: float = 1.0, mask: torch.Tensor | None = None, generator=None,
-             x_encoder: torch.Tensor | None = None):
-        """Negative ELBO with teacher forcing and one reparameterised sample of q(z | x) (of q(z | x_encoder) when
-        given: a noise-aware encoder reads a corrupted x and is trained to explain the clean x).
+    def elbo(self, x: torch.Tensor, beta: float = 1.0, mask: torch.Tensor | None = None, generator=None):
+        """Negative ELBO with teacher forcing and one reparameterised sample of q(z | x).
 
         ``mask`` (B, T) flags the valid steps, a prefix of each sequence (padding at the end is never seen by the
         backward encoders). Returns a dict: ``loss`` = recon + beta * kl, ``recon`` and ``kl`` (scalars, nats per
         scored valid step, summed over dimensions), and the per-step ``recon_t``, ``kl_t`` (B, T), ``mean``,
         ``var``, ``z``.
         """
-        out = self._run(x, z=None, use_posterior=True, sample=True, generator=generator, lengths=_lengths(mask),
-                        x_encoder=x_encoder)
+        out = self._run(x, z=None, use_posterior=True, sample=True, generator=generator, lengths=_lengths(mask))
         weights = self._weights(x, mask)
         count = weights.sum().clamp(min=1)
         recon_t = self.likelihood.nll(x, out["mean"], out["var"])

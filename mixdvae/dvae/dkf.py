@@ -62,9 +62,9 @@ class DKF(DVAE):
         mean, var = self._decode(z, x_prev, n, features)
         return mean, var, (z, self.io.push(hist, x_prev), n + 1)
 
-    def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None, x_encoder=None):
+    def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape
-        x_prev, n, feat_prev, feat_cur = self._sequence_inputs(x, x_encoder)
+        x_prev, n, feat_prev, feat_cur = self._sequence_inputs(x)
         e_prev = self.embed_x(feat_prev)
         z_prev = torch.zeros(batch, self.config["z_dim"], device=x.device, dtype=x.dtype)
         out = {}

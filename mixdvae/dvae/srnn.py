@@ -61,9 +61,9 @@ class SRNN(DVAE):
         mean, var = self._decode(h_new, z, x_prev, n, features)
         return mean, var, (h_new, c_new, z, self.io.push(hist, x_prev), n + 1)
 
-    def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None, x_encoder=None):
+    def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape
-        x_prev, n, feat_prev, feat_cur = self._sequence_inputs(x, x_encoder)
+        x_prev, n, feat_prev, feat_cur = self._sequence_inputs(x)
         h, _ = self.rnn(self.embed_x(feat_prev))  # (B, T, H): h_t from x_{<t}
         out = {}
         z_prev = torch.zeros(batch, self.config["z_dim"], device=x.device, dtype=x.dtype)

@@ -29,9 +29,7 @@ the training split (utterances computed one by one, then concatenated); ``pred_w
 (teacher-forced ELBO only); early stopping watches the negative ELBO at the final ``beta`` on fixed
 ``segment``-frame validation segments with a fixed random stream, and ``val_is`` reports the mean
 Itakura-Saito divergence per bin of their reconstructions. The per-bin mean and std of the training log-power
-(``x_mean``, ``x_std``) are written into the model config. With ``data.audio.noise`` the encoder is noise-aware:
-it reads each crop plus synthetic noise (:class:`NoiseSettings`; a fixed noise stream for validation) while the
-model explains the clean crop.
+(``x_mean``, ``x_std``) are written into the model config.
 """
 
 from __future__ import annotations
@@ -144,7 +142,7 @@ AUDIO_DEFAULT_CONFIG: dict[str, Any] = {
         "likelihood": "itakura_saito", "param": "log_power", "logvar_range": [-20.0, 20.0],
     },
     "data": {"audio": {"corpus": "data/speech", "segment": 50, "n_fft": 1024, "hop": 256, "window": "sine",
-                       "warp": None, "eq_db": 0.0, "noise": None}},
+                       "warp": None, "eq_db": 0.0}},
     "train": {
         **DEFAULT_CONFIG["train"], "lr": 1e-3, "batch_size": 32, "epochs": 400, "batches_per_epoch": 50,
         "kl_warmup_epochs": 10, "pred_weight": 0.0, "ss_start_epoch": 0, "ss_ramp_epochs": 0, "ss_max": 0.0,
@@ -462,11 +460,11 @@ class MotionBatches:
     def fit_cv(self) -> CVParams | None:
         return self.data.fit_cv(seed=int(self.config["seed"]))
 
-    def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, None]:
-        """Windows (B, T, 4), their mask (B, T) and no separate encoder input."""
+    def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows (B, T, 4) and their mask (B, T)."""
         picks = [rng.integers(len(x), size=count) for (x, _), count in zip(self.train, self.counts)]
         return (torch.cat([x[idx] for (x, _), idx in zip(self.train, picks)]),
-                torch.cat([m[idx] for (_, m), idx in zip(self.train, picks)]), None)
+                torch.cat([m[idx] for (_, m), idx in zip(self.train, picks)]))
 
     def validate(self, model) -> dict:
         train_cfg = self.config["train"]
@@ -522,7 +520,6 @@ class SpectrogramBatches:
         self.eq_db = float(config["data"]["audio"].get("eq_db") or 0.0)
         if not 0.0 <= self.eq_db <= 40.0:
             raise ValueError(f"data.audio.eq_db must be in [0, 40] dB, got {self.eq_db}")
-        self.noise = NoiseSettings.from_config(config["data"]["audio"].get("noise"))
 
     def describe(self) -> dict:
         return self.data.describe()
@@ -540,18 +537,16 @@ class SpectrogramBatches:
     def calibrate(self, model, log) -> None:
         raise ValueError("train.calibrate_variance applies to motion priors (box windows) only")
 
-    def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Power segments (B, segment, F), an all-true mask (B, segment) and, with ``data.audio.noise``, the
-        noisy segments the encoder reads (else None)."""
+    def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Power segments (B, segment, F) and an all-true mask (B, segment)."""
         starts = torch.from_numpy(rng.integers(self.data.train.shape[0] - self.segment + 1, size=self.batch_size))
         x = self.data.train[starts[:, None] + self.offsets]
         if self.warp is not None:
             x = warp_frequencies(x, torch.from_numpy(rng.uniform(*self.warp, size=self.batch_size)).float())
         if self.eq_db > 0:
             x = x * random_equaliser(rng, self.batch_size, x.shape[-1], self.eq_db).unsqueeze(1)
-        noisy = None if self.noise is None else self.noise.corrupt(x, rng).to(self.device)
         x = x.to(self.device)
-        return x, torch.ones(x.shape[:2], dtype=torch.bool, device=self.device), noisy
+        return x, torch.ones(x.shape[:2], dtype=torch.bool, device=self.device)
 
     @torch.no_grad()
     def validate(self, model, chunk: int = 64) -> dict:
@@ -562,12 +557,10 @@ class SpectrogramBatches:
         model.eval()
         beta = float(self.config["train"]["beta"])
         generator = torch.Generator(device="cpu").manual_seed(int(self.config["seed"]) + 999)
-        noise_rng = np.random.default_rng(int(self.config["seed"]) + 999)  # the same noisy inputs every epoch
         sums = {"val_recon": 0.0, "val_kl": 0.0, "val_is": 0.0}
         for x in self.data.val.split(chunk):
-            noisy = None if self.noise is None else self.noise.corrupt(x, noise_rng).to(self.device)
             x = x.to(self.device)
-            out = model.elbo(x, beta=beta, generator=generator, x_encoder=noisy)
+            out = model.elbo(x, beta=beta, generator=generator)
             ratio = x / out["var"]
             sums["val_recon"] += float(out["recon"]) * len(x)
             sums["val_kl"] += float(out["kl"]) * len(x)
@@ -601,81 +594,6 @@ def random_equaliser(rng: np.random.Generator, batch: int, n_bins: int, max_db: 
     a = rng.uniform(-1.0, 1.0, size=(batch, 3))
     db = max_db / 3 * (a @ np.cos(np.pi * np.arange(1, 4)[:, None] * u[None]))  # (batch, n_bins)
     return torch.from_numpy(10.0 ** (db / 10.0)).float()
-
-
-@dataclass(frozen=True)
-class NoiseSettings:
-    """Synthetic noise for a noise-aware encoder (``data.audio.noise``): the encoder reads ``|s + b|^2`` and the
-    model is trained to explain the clean power ``|s|^2`` (Fang et al., ICASSP 2021, trained jointly here). The
-    noise ``b`` is complex Gaussian with variance ``V(t, f) = level * envelope(f) * modulation(t)``:
-
-    * ``envelope``: :func:`random_equaliser` with ``envelope_db`` times a spectral tilt uniform in
-      [-``envelope_db``, +``envelope_db``] dB from 0 Hz to Nyquist (mel scale): hiss to rumble;
-    * ``modulation``: a smooth random level in dB, an AR(1) process with a correlation drawn in [0.5, 0.98] per
-      segment and a standard deviation uniform in [0, ``modulation_db``]: wind gusts, passing traffic;
-    * ``level``: the segment's speech-to-noise power ratio uniform in ``snr_db`` (dB).
-
-    No recorded noise is used, so the benchmark's noise recordings stay unseen."""
-
-    snr_db: tuple[float, float] = (-5.0, 10.0)
-    envelope_db: float = 15.0
-    modulation_db: float = 6.0
-
-    @classmethod
-    def from_config(cls, section) -> NoiseSettings | None:
-        """None for a missing or null section; else the settings, :class:`ValueError` naming a bad key."""
-        if section is None:
-            return None
-        if not isinstance(section, dict) or set(section) - {"snr_db", "envelope_db", "modulation_db"}:
-            raise ValueError(f"data.audio.noise must be null or a mapping of snr_db, envelope_db, modulation_db; "
-                             f"got {section!r}")
-        settings = cls(**{**section, **({"snr_db": tuple(section["snr_db"])} if "snr_db" in section else {})})
-        low, high = (float(v) for v in settings.snr_db)
-        if not -30.0 <= low <= high <= 60.0:
-            raise ValueError(f"data.audio.noise.snr_db must be [low, high] within [-30, 60] dB, got {settings.snr_db}")
-        for key in ("envelope_db", "modulation_db"):
-            if not 0.0 <= float(getattr(settings, key)) <= 40.0:
-                raise ValueError(f"data.audio.noise.{key} must be in [0, 40] dB, got {getattr(settings, key)}")
-        return settings
-
-    def variances(self, power: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """Noise variances (B, T, F) for the clean power segments ``power`` (B, T, F)."""
-        B, T, F = power.shape
-        hz = np.linspace(0.0, MODEL_RATE / 2, F)
-        u = np.log1p(hz / 700.0) / np.log1p(hz[-1] / 700.0)  # (F,) mel position in [0, 1]
-        tilt_db = rng.uniform(-self.envelope_db, self.envelope_db, size=(B, 1)) * u  # (B, F)
-        envelope = random_equaliser(rng, B, F, self.envelope_db).numpy() * 10.0 ** (tilt_db / 10.0)
-        rho = rng.uniform(0.5, 0.98, size=(B, 1))
-        innovations = rng.standard_normal((B, T)) * rng.uniform(0.0, self.modulation_db, size=(B, 1))
-        level_db = np.empty((B, T))
-        level_db[:, 0] = innovations[:, 0]
-        for t in range(1, T):  # T ~ 50 steps of a (B,) recursion: no hot loop
-            level_db[:, t] = rho[:, 0] * level_db[:, t - 1] + np.sqrt(1 - rho[:, 0] ** 2) * innovations[:, t]
-        shape = envelope[:, None, :] * 10.0 ** (level_db[:, :, None] / 10.0)  # (B, T, F)
-        snr = 10.0 ** (rng.uniform(*self.snr_db, size=(B, 1, 1)) / 10.0)
-        speech = power.double().mean((1, 2), keepdim=True).numpy()
-        return torch.from_numpy(shape * speech / (snr * shape.mean((1, 2), keepdims=True))).to(power.dtype)
-
-    def corrupt(self, power: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """Noisy power ``c |s + b|^2`` (B, T, F) of clean power segments ``power`` (:func:`add_complex_noise` with
-        the noise of :meth:`variances`); ``c`` gives each noisy segment the mean log-power of its clean one, as
-        the enhancement engine levels every noisy recording to the clean speech the prior was trained on."""
-        noisy = add_complex_noise(power, self.variances(power, rng), rng)
-        return noisy * torch.exp(segment_log_level(power) - segment_log_level(noisy))
-
-
-def add_complex_noise(power: torch.Tensor, variance: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """``|s + b|^2`` for ``|s|^2 = power`` and ``b ~ N_c(0, variance)`` (same shapes) drawn with a uniform phase
-    relative to s (so s can be taken real): the power of a noisy STFT bin given the clean bin's power."""
-    real, imag = torch.from_numpy(rng.standard_normal((2, *power.shape))).to(power.dtype)
-    half = (variance / 2).sqrt()
-    return (power.sqrt() + half * real) ** 2 + (half * imag) ** 2
-
-
-def segment_log_level(power: torch.Tensor) -> torch.Tensor:
-    """Mean log-power (B, 1, 1) of each segment of ``power`` (B, T, F), floored like the engine's level statistic
-    (:func:`mixdvae.audio.enhance.log_level`)."""
-    return torch.log(power + LogPowerIO.default_power_floor).mean((1, 2), keepdim=True)
 
 
 def _schedule(epoch: int, start: float, ramp: float, maximum: float) -> float:
@@ -755,8 +673,8 @@ def _train(config: dict, log, progress: bool, data) -> TrainResult:
         model.train()
         sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "pred": 0.0}
         for _ in range(int(train_cfg["batches_per_epoch"])):
-            x, mask, x_encoder = batches.batch(batch_rng)
-            out = model.elbo(x, beta=beta, mask=mask, generator=generator, x_encoder=x_encoder)
+            x, mask = batches.batch(batch_rng)
+            out = model.elbo(x, beta=beta, mask=mask, generator=generator)
             loss = out["loss"]
             pred = torch.zeros((), device=device)
             if float(train_cfg["pred_weight"]) > 0:

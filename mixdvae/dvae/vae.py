@@ -46,9 +46,9 @@ class VAE(DVAE):
         mean, var = self._decode(z, x_prev, n, self.io.features(x_prev, hist, n))
         return mean, var, (self.io.push(hist, x_prev), n + 1)
 
-    def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None, x_encoder=None):
+    def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape
-        x_prev, n, feat_prev, feat_cur = self._sequence_inputs(x, x_encoder)
+        x_prev, n, feat_prev, feat_cur = self._sequence_inputs(x)
         p_mean = torch.zeros(batch, length, self.config["z_dim"], device=x.device, dtype=x.dtype)
         out = {"p_mean": p_mean, "p_var": torch.ones_like(p_mean)}
         if z is None and use_posterior:

@@ -62,9 +62,9 @@ class VRNN(DVAE):
         mean, var = self._decode(h, z, x_prev, n, features)
         return mean, var, (h, c, z, self.io.push(hist, x_prev), n + 1)
 
-    def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None, x_encoder=None):
+    def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape
-        x_prev, n, feat_prev, feat_cur = self._sequence_inputs(x, x_encoder)
+        x_prev, n, feat_prev, feat_cur = self._sequence_inputs(x)
         state = self.init_state(batch, x.device)
         h, c, z_prev = state[0], state[1], state[2]
         given = z
