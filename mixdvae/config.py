@@ -148,6 +148,10 @@ def _convert(value: Any, annotation: Any) -> Any:
         raise ValueError(" or ".join(errors))
     if origin is tuple:
         items = typing.get_args(annotation)
+        if len(items) == 2 and items[1] is Ellipsis:  # tuple[X, ...]: any length
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ValueError(f"expected a non-empty list, got {value!r}")
+            return tuple(_convert(v, items[0]) for v in value)
         if not isinstance(value, (list, tuple)) or len(value) != len(items):
             raise ValueError(f"expected a list of {len(items)} values, got {value!r}")
         return tuple(_convert(v, t) for v, t in zip(value, items, strict=True))

@@ -24,6 +24,7 @@ from mixdvae.audio.separate import (
     marginal_w,
     nmf_separate,
     oracle_separate,
+    output_mask,
     per_bin_posterior,
     segment_starts,
     separate,
@@ -122,9 +123,26 @@ def test_segments_cover_the_signal_without_padding():
 def test_config_is_validated():
     for bad in ({"iterations": 0}, {"rho": 0.0}, {"sampling": "uniform"}, {"mixture": "sum"},
                 {"segment": 10, "overlap": 10}, {"temperature": 2.0}, {"unknown": 1}, {"average": 0},
-                {"assignment": "hard"}, {"output": "mask"}):
+                {"assignment": "hard"}, {"output": "mask"}, {"output": []}, {"output": ["posterior", "mask"]}):
         with pytest.raises((ConfigError, TypeError)):
             SeparateConfig(**bad)
+    assert SeparateConfig(output=["posterior", "assignment"]).output == ("posterior", "assignment")
+
+
+def test_output_masks_one_for_all_or_one_per_source():
+    gen = torch.Generator().manual_seed(0)
+    a, eta = torch.rand(3, 4, 7, generator=gen), torch.softmax(torch.randn(3, 4, 7, generator=gen), 0)
+    torch.testing.assert_close(output_mask(a, eta, SeparateConfig(output="assignment")), eta)
+    torch.testing.assert_close(output_mask(a, eta, SeparateConfig(output="posterior")), a)
+    mixed = output_mask(a, eta, SeparateConfig(output=("posterior", "assignment", "posterior")))
+    torch.testing.assert_close(mixed, torch.stack([a[0], eta[1], a[2]]))
+    torch.testing.assert_close(output_mask(a, eta, SeparateConfig(mixture="additive", output="assignment")), a)
+
+
+def test_one_output_mask_per_source_is_checked_against_the_priors():
+    with pytest.raises(ConfigError, match="3 mask"):
+        separate(_mixtures(1, 0.1, 1), [tiny_srnn(65, 1), tiny_srnn(65, 2)],
+                 SeparateConfig(output=("posterior",) * 3), setting=SMALL)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ VARIANTS = {
                  "iterations": 70, "average": 1, "output": "posterior"},
     "mean_field": {"assignment": "mean_field", "average": 1, "output": "posterior"},  # the paper's E-W and output
     "posterior": {"output": "posterior"},  # the posterior-mean gain a as the output mask
+    "per_source": {"output": ["posterior", "assignment"]},  # speech: a, flute: eta
     "gaussian": {"sampling": "gaussian"},
     "mean": {"sampling": "mean"},
     "tempered": {"sampling": "tempered"},

@@ -75,9 +75,9 @@ def parse_args(argv=None):
     ap.add_argument("--assignment", choices=("marginal", "mean_field"),
                     help=f"per_bin E-W: p(w | x, v) at each step, or the paper's mean-field update "
                          f"(default {SeparateConfig.assignment})")
-    ap.add_argument("--output", choices=("assignment", "posterior"),
-                    help=f"per_bin output mask: the assignment eta (sums to 1 over sources) or the posterior-mean "
-                         f"gain (default {SeparateConfig.output})")
+    ap.add_argument("--output", choices=("assignment", "posterior"), nargs="+",
+                    help=f"per_bin output mask, one for all sources or one per source: the assignment eta (sums to "
+                         f"1 over sources) or the posterior-mean gain a (default {SeparateConfig.output})")
     ap.add_argument("--average", type=int, help=f"output gains averaged over the last N iterations "
                                                 f"(default {SeparateConfig.average})")
     ap.add_argument("--rho", type=float, help=f"v_x = rho |x|^2 (default {SeparateConfig.rho})")
@@ -96,6 +96,10 @@ def parse_args(argv=None):
         ap.error("give mixture audio files or folders, or --demo")
     if args.method in ("irm", "ibm") and not args.refs:
         ap.error(f"--method {args.method} (an oracle mask) needs --refs")
+    if args.output and len(args.output) not in (1, len(args.sources)):
+        ap.error(f"--output: give one mask for all sources or one per source ({len(args.sources)})")
+    if args.output:
+        args.output = args.output[0] if len(args.output) == 1 else tuple(args.output)
     labels = [source_label(s) for s in args.sources]
     if len(set(labels)) != len(labels):
         ap.error(f"--sources: two sources share the name {labels}; name the checkpoint files differently")

@@ -34,7 +34,8 @@ Initialisation: p^n = each prior's reconstruction of the mixture power (its enco
 decoder); eta = 1/N. Output: a mask m^n times the mixture, averaged over the last ``average`` iterations (each
 its own draw), inverse STFT. ``output="assignment"`` (default, per_bin): m^n = eta^n, which sums to 1 over the
 sources, so the mixture is split and nothing is lost; ``"posterior"`` (and always for additive): m^n = a^n, the
-posterior-mean gain, which drops a bin from every source whose predicted variance does not dominate v_x.
+posterior-mean gain, which drops a bin from every source whose predicted variance does not dominate v_x; or
+one of them per source (e.g. ``("posterior", "assignment")``).
 Convergence record: the negative log-likelihood of the mixture per bin under the iteration's source variances
 (``cost``): ``-log sum_n N_c(x; 0, v^n + v_x) / N`` (per_bin) or ``-log N_c(x; 0, sum_n v^n + v_x)`` (additive),
 up to ``log pi``.
@@ -97,6 +98,9 @@ SUPPORTED_PRIOR = "srnn"
 PRIOR_LIKELIHOOD = "itakura_saito"
 
 
+OutputMode = Literal["assignment", "posterior"]
+
+
 @dataclass
 class SeparateConfig:
     """Every setting of :func:`separate` and of the NMF baseline, with its default (validated on creation)."""
@@ -109,7 +113,7 @@ class SeparateConfig:
     mixture: Literal["per_bin", "additive"] = "per_bin"  # the paper's per-bin assignment, or sources that add
     assignment: Literal["marginal", "mean_field"] = "marginal"  # per_bin E-W: p(w | x, v) at each step, or the paper's
     average: int = 3  # the output mask is the mean over the last `average` iterations (their draws)
-    output: Literal["assignment", "posterior"] = "assignment"  # per_bin output mask: eta, or a (posterior mean)
+    output: OutputMode | tuple[OutputMode, ...] = "assignment"  # per_bin output mask: eta or a; or one per source
     segment: int = 50  # frames per segment (0: the whole signal)
     overlap: int = 25  # frames shared by consecutive segments
     batch_size: int = 256  # segments per batch
@@ -456,8 +460,18 @@ def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig,
                 raise SeparationError(f"separation produced non-finite values at iteration {iteration}")
             costs.append(cost)
             if iteration >= config.iterations - config.average:
-                a_sum = a_sum + (eta if config.output == "assignment" and config.mixture == "per_bin" else a)
+                a_sum = a_sum + output_mask(a, eta, config)
     return a_sum / min(config.average, config.iterations), torch.stack(costs), rho.reshape(B)
+
+
+def output_mask(a: torch.Tensor, eta: torch.Tensor, config: SeparateConfig) -> torch.Tensor:
+    """The output mask of one iteration (N, ...) from the gains ``a`` and the assignment ``eta`` (module
+    docstring); ``config.output`` names one for every source or one per source."""
+    if config.mixture == "additive":
+        return a
+    if isinstance(config.output, str):
+        return eta if config.output == "assignment" else a
+    return torch.stack([(eta if mode == "assignment" else a)[n] for n, mode in enumerate(config.output)])
 
 
 def _roll(X, P, vx, eta, bank: SourceBank, zs, c, config: SeparateConfig, noise):
@@ -540,6 +554,8 @@ def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, d
     device = torch.device(device)
     waves = check_waveforms(mixtures, "mixture", setting.n_fft)
     bank = SourceBank(priors, device)
+    if not isinstance(config.output, str) and len(config.output) != len(bank.order):
+        raise ConfigError(f"separate config: output names {len(config.output)} mask(s) for {len(bank.order)} sources")
     reference = bank.reference_log_power().cpu()
     start, cpu_start = time.perf_counter(), time.process_time()
     specs = [setting(torch.from_numpy(w)) for w in waves]  # (T_i, F) each
