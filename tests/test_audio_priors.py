@@ -21,6 +21,7 @@ from mixdvae.dvae.training import (
     train_prior,
     warp_frequencies,
 )
+from mixdvae.errors import ConfigError
 
 BINS = 12
 TINY_SPECTRAL = {"x_dim": BINS, "z_dim": 3, "h_dim": 10, "dense_dim": 16, "embed_dim": 8,
@@ -184,6 +185,34 @@ def test_tiny_training_on_synthetic_spectra_lowers_the_loss(tmp_path, name):
     assert result.model.meta["data"]["train_frames"] == 4000
     assert DVAE.load(result.checkpoint).config["x_mean"] == pytest.approx(
         spectrogram_statistics(data.train, 1e-10)["x_mean"])
+
+
+def test_two_stage_training_copies_and_freezes_named_modules(tmp_path):
+    """A DKF built on a trained VAE's decoder (``train.init_from``, ``init_modules``, ``freeze``): the frozen
+    decoder keeps the VAE's weights, the rest trains; other data statistics or unknown modules are refused."""
+    data = SpectrogramData(train=synthetic_power(1, 2000, seed=1)[0], val=synthetic_power(8, 12, seed=2),
+                           corpus="synthetic", speakers=["synthetic"])
+
+    def config(name, out, **train):
+        return {"seed": 0, "model": {"model": name, **TINY_SPECTRAL}, "data": {"audio": {"corpus": "-", "segment": 12}},
+                "train": {"batch_size": 8, "epochs": 3, "batches_per_epoch": 4, "kl_warmup_epochs": 1, "threads": 1,
+                          **train},
+                "output": {"dir": str(tmp_path / out), "plot": False}}
+
+    vae = train_prior(config("vae", "vae"), log=lambda m: None, progress=False, data=data)
+    two_stage = config("dkf", "dkf", init_from=str(vae.checkpoint), init_modules=["decoder", "embed_x"],
+                       freeze=["decoder"])
+    dkf = train_prior(two_stage, log=lambda m: None, progress=False, data=data).model
+    for key, value in vae.model.decoder.state_dict().items():
+        torch.testing.assert_close(dkf.decoder.state_dict()[key], value)
+    assert not torch.allclose(dkf.embed_x[0].weight, vae.model.embed_x[0].weight)  # copied, then trained
+    other = SpectrogramData(train=synthetic_power(1, 2000, seed=1)[0] * 10, val=data.val, corpus="x", speakers=["x"])
+    with pytest.raises(ConfigError, match="x_mean differs"):
+        train_prior(two_stage, log=lambda m: None, progress=False, data=other)
+    for bad in ({"init_modules": ["decoder", "nope"]}, {"init_modules": []}, {"freeze": ["nope"]}):
+        with pytest.raises(ConfigError, match="train\\."):
+            train_prior({**two_stage, "train": {**two_stage["train"], **bad}}, log=lambda m: None, progress=False,
+                        data=data)
 
 
 def test_shipped_speech_priors_load_by_name():

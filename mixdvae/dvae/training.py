@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixdvae.errors import DataNotFoundError
+from mixdvae.errors import ConfigError, DataNotFoundError
 from mixdvae.resources import CHECKOUT_ROOT
 
 from ..audio.corpus import load_split
@@ -130,6 +130,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "lr_patience": 5,
         "calibrate_blend": False,
         "calibrate_variance": False,
+        "init_from": None,
+        "init_modules": [],
+        "freeze": [],
     },
     "output": {"dir": "runs/prior_srnn", "checkpoint": None, "plot": True},
 }
@@ -655,8 +658,13 @@ def _train(config: dict, log, progress: bool, data) -> TrainResult:
     model = MODELS.get(name)(model_cfg).to(device)
     log(f"model: {name}, {sum(p.numel() for p in model.parameters())} parameters, inc_std={stats.get('inc_std')}")
 
+    if train_cfg.get("init_from"):
+        initialise_modules(model, train_cfg["init_from"], train_cfg.get("init_modules") or [], stats, log)
+    freeze_modules(model, train_cfg.get("freeze") or [])
+
     cv = batches.fit_cv()
-    optimiser = torch.optim.Adam(model.parameters(), lr=float(train_cfg["lr"]),
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.Adam(trainable, lr=float(train_cfg["lr"]),
                                  weight_decay=float(train_cfg["weight_decay"]))
     generator = torch.Generator(device="cpu").manual_seed(seed)
     batch_rng = np.random.default_rng(seed + 1)
@@ -685,7 +693,7 @@ def _train(config: dict, log, progress: bool, data) -> TrainResult:
                 loss = loss + float(train_cfg["pred_weight"]) * pred
             optimiser.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), float(train_cfg["grad_clip"]))
+            torch.nn.utils.clip_grad_norm_(trainable, float(train_cfg["grad_clip"]))
             optimiser.step()
             for key, value in (("loss", loss), ("recon", out["recon"]), ("kl", out["kl"]), ("pred", pred)):
                 sums[key] += float(value.detach())
@@ -749,6 +757,50 @@ def _train(config: dict, log, progress: bool, data) -> TrainResult:
         plot_history(history, out_dir / "loss_curve.png", title=f"{name} prior (best epoch {best[1]})")
     log(f"best epoch {best[1]} (val score {best[0]:.4f}), {len(history)} epochs in {seconds:.0f} s -> {checkpoint}")
     return TrainResult(model, history, best[1], seconds, cv, checkpoint)
+
+
+STATS_ATOL = 1e-2  # log-power units (nats, 0.04 dB): the same corpus decoded by another library version agrees to 2e-4
+
+
+def _named_module(model, name: str, key: str) -> torch.nn.Module:
+    module = getattr(model, name, None)
+    if not isinstance(module, torch.nn.Module):
+        children = sorted(n for n, _ in model.named_children())
+        raise ConfigError(f"{key}: a {model.model_name} has no module {name!r} (it has: {', '.join(children)})")
+    return module
+
+
+def initialise_modules(model, source: str, names: list[str], stats: dict, log) -> None:
+    """Copy the weights of the modules ``names`` (e.g. ``["decoder", "embed_x"]``) from the trained prior
+    ``source`` (a shipped name or a path) into ``model``: a two-stage training, e.g. a DKF built on a VAE's
+    decoder. The source must have been trained on the same data statistics (``x_mean``, ``x_std``: the units of
+    its inputs and outputs, to :data:`STATS_ATOL`) and its modules must have the same shapes;
+    :class:`ConfigError` names the key."""
+    from . import load_prior
+
+    if not names:
+        raise ConfigError("train.init_modules: name the modules to copy from train.init_from (e.g. [decoder])")
+    prior = load_prior(source)
+    for key, value in stats.items():
+        theirs = prior.config.get(key)
+        same = theirs is not None and np.allclose(np.asarray(theirs, float), np.asarray(value, float), rtol=0,
+                                                  atol=STATS_ATOL)
+        if not same:
+            raise ConfigError(f"train.init_from: {source} was trained on other data (its {key} differs)")
+    for name in names:
+        target, origin = _named_module(model, name, "train.init_modules"), _named_module(prior, name, "train.init_from")
+        mine, theirs = target.state_dict(), origin.state_dict()
+        if {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
+            raise ConfigError(f"train.init_modules: module {name!r} of {source} has other shapes than this model's")
+        target.load_state_dict(theirs)
+    log(f"initialised {', '.join(names)} from {source}")
+
+
+def freeze_modules(model, names: list[str]) -> None:
+    """Exclude the modules ``names`` from training (their weights stay as initialised)."""
+    for name in names:
+        for parameter in _named_module(model, name, "train.freeze").parameters():
+            parameter.requires_grad_(False)
 
 
 @torch.no_grad()
