@@ -314,6 +314,18 @@ def test_separate_tool_writes_sources_png_scores_json(tool_files, capsys):
     assert "SI-SDR" in text and "tones" in text
 
 
+def test_separate_tool_one_mask_per_source(tool_files):
+    """--output names one mask per source: each source comes out as with its mask given to all sources."""
+    runs = {}
+    for name, masks in (("eta", ["assignment"]), ("a", ["posterior"]), ("mixed", ["posterior", "assignment"])):
+        out = tool_files / f"out_{name}"
+        assert run_tool(tool_files, str(tool_files / "mix.wav"), "--output", *masks, "--out", str(out)) == 0
+        runs[name] = {label: soundfile.read(out / f"mix_{label}.wav")[0] for label in ("tones", "bands")}
+    assert not np.allclose(runs["a"]["tones"], runs["eta"]["tones"], atol=1e-4)
+    np.testing.assert_allclose(runs["mixed"]["tones"], runs["a"]["tones"], atol=1e-6)
+    np.testing.assert_allclose(runs["mixed"]["bands"], runs["eta"]["bands"], atol=1e-6)
+
+
 @pytest.mark.parametrize("method", ["irm", "ibm"])
 def test_separate_tool_oracle_masks(tool_files, method):
     refs = [str(tool_files / "mix_tones.wav"), str(tool_files / "mix_bands.wav")]
@@ -347,6 +359,7 @@ def test_separate_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsy
         "ref missing": ([mix, "--refs", refs[0], str(tmp / "nope.wav")], 3, "nope.wav"),
         "oracle without refs": ([mix, "--method", "irm"], 2, "--refs"),
         "bad config": ([mix, "--rho", "0"], 4, "rho"),
+        "masks per source": ([mix, "--output", "posterior", "assignment", "posterior"], 2, "--output"),
         "no input": ([], 2, "--demo"),
     }
     for case, (argv, code, named) in cases.items():
