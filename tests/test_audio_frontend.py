@@ -8,10 +8,11 @@ import soundfile
 import torch
 
 from mixdvae.audio import DEFAULT_STFT, STFT, istft, power, power_spectrogram, read_audio, stft, write_audio
-from mixdvae.audio.metrics import bss_eval, estoi, pesq_wb, si_sdr
+from mixdvae.audio.metrics import bss_eval, estoi, mean_interval, pesq_wb, si_sdr
 from mixdvae.audio.mixing import mix_at_snr, snr_db
 from mixdvae.audio.plotting import plot_spectrograms
 from mixdvae.errors import DataNotFoundError, InputError, UsageError
+from tests.tools_loader import load_tool
 
 RATE = 16000
 
@@ -119,6 +120,43 @@ def test_pesq_and_estoi_rank_a_cleaner_estimate_higher():
     assert pesq_wb(slightly, clean) > pesq_wb(very, clean)
     assert estoi(slightly, clean) > estoi(very, clean)
     assert 0.9 < estoi(clean, clean) <= 1.0 + 1e-9
+
+
+def test_mean_interval_brackets_the_mean_narrows_with_data_and_is_seeded():
+    rng = np.random.default_rng(7)
+    few, many = rng.normal(2.0, 1.0, 12), rng.normal(2.0, 1.0, 400)
+    small, large = mean_interval(few), mean_interval(many)
+    assert small.low < small.mean < small.high and small.mean == pytest.approx(few.mean())
+    assert large.high - large.low < 0.5 * (small.high - small.low)
+    assert large.low < large.mean < large.high
+    assert mean_interval(few) == small  # seeded
+    assert mean_interval([1.0, np.nan, 3.0]).count == 2  # NaN (no PESQ) left out, not propagated
+    constant = mean_interval([0.5] * 5)
+    assert (constant.low, constant.mean, constant.high) == (0.5, 0.5, 0.5)
+    assert small.format() == f"{small.mean:+.2f} [{small.low:+.2f}, {small.high:+.2f}]"
+
+
+def test_benchmarks_pair_their_differences_by_mixture():
+    """A method better than another on every mixture by 1 dB has a paired interval of exactly 1, however much
+    the mixtures differ among themselves (an unpaired interval would straddle 0)."""
+    enhance_bench, separate_bench = load_tool("benchmark_enhance"), load_tool("benchmark_separate")
+    base = [{"si_sdr": v, "pesq": 1.0 + v / 20, "estoi": 0.5} for v in (-5.0, 0.0, 5.0, 10.0)]
+    better = [{"si_sdr": r["si_sdr"] + 1.0, "pesq": r["pesq"], "estoi": 0.6} for r in base]
+    diff = enhance_bench.paired_differences(better, base, seed=0)
+    assert diff["si_sdr"]["low"] == pytest.approx(1.0) and diff["si_sdr"]["high"] == pytest.approx(1.0)
+    assert diff["estoi"]["mean"] == pytest.approx(0.1) and diff["pesq"]["mean"] == 0.0
+
+    def row(method, scores):
+        return {"method": method, "per_mixture": [{"si_sdr": [s, -s]} for s in scores]}
+
+    rows = [row("supervised NMF", [1.0, 8.0, 4.0]), row("MixDVAE default", [3.0, 10.0, 6.0]),
+            row("oracle IRM", [20.0, 20.0, 20.0])]
+    compared = separate_bench.compare(rows, seed=0)
+    assert list(compared) == ["MixDVAE default minus supervised NMF", "MixDVAE default minus oracle IRM"]
+    to_nmf = compared["MixDVAE default minus supervised NMF"]
+    assert to_nmf["speech"]["low"] == to_nmf["speech"]["high"] == pytest.approx(2.0)
+    assert to_nmf["flute"]["mean"] == pytest.approx(-2.0)
+    assert compared["MixDVAE default minus oracle IRM"]["speech"]["mean"] == pytest.approx(19 / 3 - 20)
 
 
 def test_bss_eval_finds_the_permutation():

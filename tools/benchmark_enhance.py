@@ -16,7 +16,9 @@ DVAE-VEM (``dkf_speech``; ``--dvae-prior srnn_speech`` for the SRNN), all three 
 default settings for their kind of prior (``mixdvae.audio.enhance.default_config``; the command line's
 override them). A peer that is not installed
 (``pip install -e ".[bench]"``) is reported as skipped. Metrics: SI-SDR (dB), PESQ-WB, ESTOI, mean over the
-mixtures and mean improvement over the input; real-time factor = CPU seconds of processing per audio second
+mixtures and mean improvement over the input with its 95 % bootstrap interval (mixtures resampled, seeded), then
+DVAE-VEM's paired differences to every other method with their intervals (one that excludes 0 is a difference
+the set resolves); real-time factor = CPU seconds of processing per audio second
 with ``torch.set_num_threads(1)`` (process CPU time: one core, not inflated by other processes sharing the
 machine; the VEMs process the set in batches of ``EnhanceConfig.batch_size``).
 
@@ -54,7 +56,7 @@ from mixdvae.audio.enhance import (
     load_speech_prior,
 )
 from mixdvae.audio.io import AUDIO_SUFFIXES, MODEL_RATE
-from mixdvae.audio.metrics import estoi, pesq_wb, si_sdr
+from mixdvae.audio.metrics import estoi, mean_interval, pesq_wb, si_sdr
 from mixdvae.audio.mixing import mix_at_snr
 from mixdvae.cli import guarded, parser
 from mixdvae.config import dataclass_overrides, parse_override
@@ -67,6 +69,7 @@ PEERS = ("noisereduce-stationary", "noisereduce-nonstationary", "pra-specsub", "
 VEMS = {"nmf-vem": "nmf", "vae-vem": "vae_speech", "dvae-vem": "dkf_speech"}
 METHODS = ("noisy", *PEERS, *VEMS)
 METRICS = ("si_sdr", "pesq", "estoi")
+DIGITS = {"si_sdr": 2, "pesq": 2, "estoi": 3}  # decimals printed per metric
 GAP_SECONDS = 0.15  # silence between the utterances of a clip
 PRA_DELAY = 256  # samples of delay of pyroomacoustics' spectral subtraction (nfft / 2 with nfft = 512)
 
@@ -252,18 +255,39 @@ def scores(estimate: np.ndarray, clean: np.ndarray) -> dict[str, float]:
 
 
 def format_table(table: dict[str, dict]) -> str:
-    head = (f"{'method':<28}{'SI-SDR':>8}{'gain':>8}{'PESQ-WB':>9}{'gain':>7}{'ESTOI':>7}{'gain':>7}{'RTF':>7}"
-            "   SI-SDR gain per SNR")
+    """Per method: each metric's mean and the mean gain over the input with its 95 % bootstrap interval."""
+    head = (f"{'method':<28}{'SI-SDR':>7}{'gain [95% CI]':>23}{'PESQ-WB':>9}{'gain [95% CI]':>23}{'ESTOI':>7}"
+            f"{'gain [95% CI]':>26}{'RTF':>7}   SI-SDR gain per SNR")
     lines = [head]
     for name, row in table.items():
         if row.get("skipped"):
             lines.append(f"{name:<28}skipped: {row['skipped']}")
             continue
         per_snr = "  ".join(f"{snr}: {gain:+.1f}" for snr, gain in row["si_sdr_gain_by_snr"].items())
-        lines.append(f"{name:<28}{row['si_sdr']:>8.2f}{row['si_sdr_gain']:>+8.2f}{row['pesq']:>9.2f}"
-                     f"{row['pesq_gain']:>+7.2f}{row['estoi']:>7.3f}{row['estoi_gain']:>+7.3f}{row['rtf']:>7.3f}"
-                     f"   {per_snr}")
+        cells = "".join(f"{row[k]:>{9 if k == 'pesq' else 7}.{DIGITS[k]}f}"
+                        f"{_interval(row[f'{k}_gain_ci'], DIGITS[k]):>{26 if k == 'estoi' else 23}}" for k in METRICS)
+        lines.append(f"{name:<28}{cells}{row['rtf']:>7.3f}   {per_snr}")
     return "\n".join(lines)
+
+
+def format_comparisons(comparisons: dict[str, dict]) -> str:
+    """The paired differences of DVAE-VEM against each other method, with their 95 % bootstrap intervals."""
+    lines = ["DVAE-VEM minus each method, paired over the mixtures (mean [95% CI]; an interval that excludes 0 "
+             "is a difference this set resolves):"]
+    for name, diff in comparisons.items():
+        cells = "  ".join(f"{k.upper().replace('_', '-')} {_interval(diff[k], DIGITS[k])}" for k in METRICS)
+        lines.append(f"  {name:<28}{cells}")
+    return "\n".join(lines)
+
+
+def _interval(ci: dict, digits: int) -> str:
+    return f"{ci['mean']:+.{digits}f} [{ci['low']:+.{digits}f}, {ci['high']:+.{digits}f}]"
+
+
+def paired_differences(rows_a: list[dict], rows_b: list[dict], seed: int) -> dict[str, dict]:
+    """Mean and bootstrap interval of ``a - b`` per metric, over the mixtures (per-mixture score dicts)."""
+    return {k: mean_interval([a[k] - b[k] for a, b in zip(rows_a, rows_b, strict=True)], seed=seed).as_dict()
+            for k in METRICS}
 
 
 @guarded
@@ -290,8 +314,8 @@ def main(argv=None) -> int:
         rows = baseline if name == "noisy" else [scores(y, m.clean) for y, m in zip(enhanced, mixtures, strict=True)]
         per_mixture[name] = rows
         row = {k: float(np.nanmean([r[k] for r in rows])) for k in METRICS}
-        row |= {f"{k}_gain": float(np.nanmean([r[k] - b[k] for r, b in zip(rows, baseline, strict=True)]))
-                for k in METRICS}
+        gains = paired_differences(rows, baseline, args.seed)
+        row |= {f"{k}_gain": gains[k]["mean"] for k in METRICS} | {f"{k}_gain_ci": gains[k] for k in METRICS}
         row["rtf"] = seconds / audio_seconds
         by_snr = {}
         for snr in sorted({m.snr for m in mixtures if m.snr is not None}):
@@ -302,12 +326,16 @@ def main(argv=None) -> int:
             row["config"] = config
         table[name] = row
     print(format_table(table))
+    others = [name for name in per_mixture if name not in ("dvae-vem", "noisy")] if "dvae-vem" in per_mixture else []
+    comparisons = {name: paired_differences(per_mixture["dvae-vem"], per_mixture[name], args.seed) for name in others}
+    if comparisons:
+        print(format_comparisons(comparisons))
     if args.json:
         payload = {"split": None if args.pairs else args.split, "pairs": str(args.pairs) if args.pairs else None,
                    "snrs": args.snrs, "clips_per_snr": args.clips, "seed": args.seed,
                    "audio_seconds": audio_seconds, "table": table,
                    "mixtures": [{"name": m.name, "snr": m.snr, "noise": m.noise} for m in mixtures],
-                   "per_mixture": per_mixture}
+                   "per_mixture": per_mixture, "dvae_vem_minus": comparisons}
         atomic_write_text(args.json, json.dumps(payload, indent=2, default=float))
     return 0
 
