@@ -178,6 +178,27 @@ def test_batched_equals_one_by_one(srnn):
         np.testing.assert_allclose(alone.cost[:, 0], batched.cost[:, i], rtol=1e-3, atol=1e-3)
 
 
+def test_long_input_is_segmented_cross_faded_and_reported_in_seconds(srnn):
+    """A 3 s input with 1 s segments: enhanced in overlapping pieces (one batch) and cross-faded back, the SI-SDR
+    gain kept, progress summing to the input's duration; a segment as long as the input is the unsegmented run
+    exactly."""
+    clean = speech_like(srnn, 3.0, seed=11)
+    noisy = clean + white_noise(len(clean), 12, float(np.sqrt(np.mean(clean**2))))
+    frames = 1 + len(noisy) // 256
+    whole = enhance(noisy, srnn, EnhanceConfig(iterations=6, segment=0))
+    reported = []
+    pieces = enhance(noisy, srnn, EnhanceConfig(iterations=6, segment=63, overlap=16), progress=reported.append)
+    assert len(reported) == 1 and sum(reported) == pytest.approx(len(noisy) / RATE)  # 4 segments, one batch
+    assert pieces.enhanced[0].shape == noisy.shape and np.isfinite(pieces.enhanced[0]).all()
+    assert si_sdr(pieces.enhanced[0], clean) > si_sdr(noisy, clean) + 3.0
+    assert abs(si_sdr(pieces.enhanced[0], clean) - si_sdr(whole.enhanced[0], clean)) < 2.0
+    assert pieces.cost.shape == (6, 1) and np.isfinite(pieces.cost).all()
+    exact = enhance(noisy, srnn, EnhanceConfig(iterations=6, segment=frames, overlap=16))
+    np.testing.assert_array_equal(exact.enhanced[0], whole.enhanced[0])
+    with pytest.raises(ConfigError, match="overlap"):
+        EnhanceConfig(segment=50, overlap=50)
+
+
 @pytest.mark.parametrize("kind", ["srnn", "vae", "nmf"])
 def test_never_nan_on_silence_padded_input(srnn, kind):
     prior = {"srnn": srnn, "vae": VAE(tiny_config()).eval(),

@@ -26,9 +26,9 @@ from mixdvae.audio.separate import (
     oracle_separate,
     output_mask,
     per_bin_posterior,
-    segment_starts,
     separate,
 )
+from mixdvae.audio.stft import segment_starts
 from mixdvae.dvae import SRNN, load_prior
 from mixdvae.dvae.training import SpectrogramData, power_frames, train_prior
 from mixdvae.errors import ConfigError

@@ -19,8 +19,9 @@ override them). A peer that is not installed
 mixtures and mean improvement over the input with its 95 % bootstrap interval (mixtures resampled, seeded), then
 DVAE-VEM's paired differences to every other method with their intervals (one that excludes 0 is a difference
 the set resolves); real-time factor = CPU seconds of processing per audio second
-with ``torch.set_num_threads(1)`` (process CPU time: one core, not inflated by other processes sharing the
-machine; the VEMs process the set in batches of ``EnhanceConfig.batch_size``).
+with ``torch.set_num_threads(1)`` (process CPU time: one core; another busy process on the machine still slows it
+through the shared caches and memory, so time the table alone; the VEMs process the set in batches of
+``EnhanceConfig.batch_size``).
 
 Examples:
     python tools/benchmark_enhance.py --json /tmp/enhance_bench.json

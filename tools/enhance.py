@@ -124,7 +124,9 @@ def main(argv=None) -> int:
     prior = load_speech_prior(args.prior, device=args.device)
     config = default_config(prior, **overrides)
     torch.set_num_threads(max(1, args.threads))
-    with tqdm(total=len(files), desc="enhancing", unit="file", disable=args.no_progress, file=sys.stderr) as bar:
+    total = round(sum(len(x) for x in noisy) / MODEL_RATE, 1)
+    with tqdm(total=total, desc=f"enhancing {len(files)} file(s), seconds of audio", unit="s",
+              disable=args.no_progress, file=sys.stderr) as bar:
         result = enhance(noisy, prior, config, device=args.device, progress=bar.update)
     rows = []
     for f, name, x, y, s, cost in zip(files, output_names(files), noisy, result.enhanced, clean, result.cost.T,

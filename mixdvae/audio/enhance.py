@@ -24,9 +24,12 @@ current estimate of the clean speech power, ``E[|s_ft|^2 | x]`` of the previous 
 the first one), as one fused pass per iteration for the whole batch (``speech_input="estimate"``), or on the
 noisy power throughout (``"noisy"``: computed once); the encoder reads the noisy power.
 
-Batching: utterances of different lengths are padded and masked; every random draw and every adapted weight
-belongs to one utterance, so an utterance's result does not depend on the batch it runs in (up to floating
-point). Layout inside the engine: (B, F, T) for spectrograms as in the NMF literature; the priors take (B, T, F).
+Long inputs are cut into overlapping segments of ``segment`` frames (10 s), enhanced independently and
+cross-faded back: memory stays bounded by one batch of segments, and a long file's segments fill a batch.
+Batching: utterances (and segments) of different lengths are padded and masked; every random draw and every
+adapted weight belongs to one utterance, so an utterance's result does not depend on the batch it runs in (up to
+floating point). Layout inside the engine: (B, F, T) for spectrograms as in the NMF literature; the priors take
+(B, T, F).
 Levels: each utterance's noisy power is scaled to the mean power the prior was trained on (``P`` in the
 prior's units); the output is scaled back.
 """
@@ -47,11 +50,11 @@ import torch
 
 from mixdvae.config import Range, validate_fields
 from mixdvae.dvae.base import CheckpointError
-from mixdvae.errors import InputError, UsageError
+from mixdvae.errors import ConfigError, InputError, UsageError
 
 from . import nmf
 from .io import MODEL_RATE, check_waveforms
-from .stft import DEFAULT_STFT, STFT
+from .stft import DEFAULT_STFT, STFT, crossfade_weights, segment_starts
 from .timing import RealTimeFactors
 
 NMF_FORMAT = "mixdvae-nmf-basis"
@@ -70,7 +73,9 @@ class EnhanceConfig:
     lr: float = 5e-3  # Adam learning rate of the encoder fine-tuning (see PRIOR_SETTINGS)
     samples: int = 1  # draws of z per E-Z for the M-step
     wiener_samples: int = 4  # draws of z averaged in the output Wiener filter
-    batch_size: int = 16  # utterances processed together (sorted by length)
+    batch_size: int = 16  # utterances (or segments) processed together (sorted by length)
+    segment: int = 625  # frames per segment of a long input (10 s; 0: always the whole input)
+    overlap: int = 63  # frames shared by consecutive segments (1 s), cross-faded
     seed: int = 0
     floor: float = 1e-8  # variance floor, relative to the mean noisy power of each utterance
     m_steps: int = 6  # rounds of the multiplicative updates of W, H and g per iteration
@@ -82,13 +87,16 @@ class EnhanceConfig:
     BOUNDS: ClassVar[dict] = {
         "iterations": Range(1, 10000), "noise_rank": Range(1, 512), "encoder_steps": Range(0, 100),
         "lr": Range(0, 1, exclusive_low=True), "samples": Range(1, 64), "wiener_samples": Range(1, 256),
-        "batch_size": Range(1, 4096), "seed": Range(0), "floor": Range(0, 1e-2, exclusive_low=True),
+        "batch_size": Range(1, 4096), "segment": Range(0, 10**7), "overlap": Range(0, 10**7),
+        "seed": Range(0), "floor": Range(0, 1e-2, exclusive_low=True),
         "nmf_speech_updates": Range(1, 100), "m_steps": Range(1, 100), "warmup_m_steps": Range(0, 10000),
     }
 
     def __post_init__(self):
         """Validate every field (:class:`~mixdvae.errors.ConfigError` naming the key)."""
         validate_fields(self, "enhance config")
+        if self.segment and self.overlap >= self.segment:
+            raise ConfigError(f"enhance config: overlap ({self.overlap}) must be smaller than segment ({self.segment})")
 
 
 # Settings that differ by kind of speech model, over the EnhanceConfig defaults; chosen on the validation split
@@ -113,7 +121,8 @@ class EnhanceResult(RealTimeFactors):
     Attributes:
         enhanced: enhanced waveforms, each (N_i,) float32 like its input.
         cost: (iterations, U) Itakura-Saito cost per valid time-frequency bin after each iteration, per
-            utterance (``mean P / V_x + log V_x`` in the prior's power units): the convergence record.
+            utterance (``mean P / V_x + log V_x`` in the prior's power units; a segmented input's is the mean over
+            its segments weighted by their frames): the convergence record.
         seconds: processing time (wall clock, all batches).
         cpu_seconds: CPU time of the process over the same span (all its threads; with
             ``torch.set_num_threads(1)`` the time on one core, unaffected by other processes on the machine).
@@ -619,35 +628,50 @@ def enhance(noisy, prior, config: EnhanceConfig | None = None, device="cpu", set
     """Enhance 16 kHz mono waveforms (one (N,) array or a list of them) with ``prior`` (a speech DVAE/VAE with
     the Itakura-Saito likelihood, or an :class:`NMFBasis`).
 
-    Utterances are processed in batches of ``config.batch_size``, sorted by length; ``progress`` (optional) is
-    called with the number of utterances finished after each batch. Raises :class:`InputError` for a waveform
-    that is empty, non-finite, silent or shorter than one STFT frame (naming its position)."""
+    An input longer than ``config.segment`` frames is cut into segments overlapping by ``config.overlap`` frames
+    (:func:`~mixdvae.audio.stft.segment_starts`), each with its own noise model and gain, and their Wiener
+    estimates are cross-faded back (:func:`~mixdvae.audio.stft.crossfade_weights`): memory stays bounded and the
+    segments of one long file are batched together. Utterances and segments are processed in batches of
+    ``config.batch_size``, sorted by length; ``progress`` (optional) is called after each batch with the seconds
+    of input it finished (segments count in proportion to their frames). Raises :class:`InputError` for a
+    waveform that is empty, non-finite, silent or shorter than one STFT frame (naming its position)."""
     config = config or default_config(prior)
     device = torch.device(device)
     waves = check_waveforms(noisy, "input", setting.n_fft)
     model = speech_model(prior, config, device)
     reference = model.reference_log_power()
-    order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-    enhanced: list[np.ndarray | None] = [None] * len(waves)
-    costs = np.zeros((config.iterations, len(waves)))
     _warm_up(device)
     start, cpu_start = time.perf_counter(), time.process_time()
-    for first in range(0, len(order), config.batch_size):
-        batch = order[first : first + config.batch_size]
-        X, mask, scale = _batch_stft([np.asarray(waves[i], dtype=np.float32) for i in batch], setting, reference,
-                                     device)
+    specs = [setting(torch.from_numpy(np.asarray(w, dtype=np.float32))).T for w in waves]  # (F, T_i) each
+    scales = [math.exp(0.5 * (reference - log_level(_power(spec)))) for spec in specs]  # to the prior's level
+    # every segment: (input index, first frame, frames), sorted by length (then by the input's samples)
+    jobs = sorted(((i, s, min(config.segment or spec.shape[1], spec.shape[1]))
+                   for i, spec in enumerate(specs) for s in segment_starts(spec.shape[1], config.segment,
+                                                                           config.overlap)),
+                  key=lambda job: (job[2], len(waves[job[0]])))
+    covered = np.bincount([i for i, _, _ in jobs], weights=[n for _, _, n in jobs], minlength=len(waves))
+    estimates = [torch.zeros_like(spec) for spec in specs]
+    weights = [torch.zeros(spec.shape[1]) for spec in specs]
+    cost_sums = np.zeros((config.iterations, len(waves)))
+    for first in range(0, len(jobs), config.batch_size):
+        batch = jobs[first : first + config.batch_size]
+        X, mask = _pad_batch([specs[i][:, s : s + n] * scales[i] for i, s, n in batch], device)
         S_hat, cost = enhance_spectrograms(X, mask, model, config)
-        S_hat = S_hat.transpose(1, 2).cpu()  # (B, T, F)
-        for row, i in enumerate(batch):
-            n = len(waves[i])
-            signal = setting.inverse(S_hat[row, : setting.n_frames(n)], n)  # its own frames: exact at the end
-            enhanced[i] = (signal / scale[row]).numpy().astype(np.float32)
-            costs[:, i] = cost[:, row].cpu().numpy()
+        S_hat, cost = S_hat.cpu(), cost.cpu().numpy()
+        for row, (i, s, n) in enumerate(batch):
+            fade = crossfade_weights(n) if n < specs[i].shape[1] else torch.ones(n)
+            estimates[i][:, s : s + n] += S_hat[row, :, :n] * fade
+            weights[i][s : s + n] += fade
+            cost_sums[:, i] += cost[:, row] * n
         if progress is not None:
-            progress(len(batch))
+            progress(sum(n / covered[i] * len(waves[i]) for i, _, n in batch) / MODEL_RATE)
+    enhanced = []
+    for wave, estimate, weight, scale in zip(waves, estimates, weights, scales, strict=True):
+        signal = setting.inverse((estimate / weight).T, len(wave))  # its own frames: exact at the end
+        enhanced.append((signal / scale).numpy().astype(np.float32))
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     audio_seconds = sum(len(w) for w in waves) / MODEL_RATE
-    return EnhanceResult(enhanced, costs, seconds, cpu_seconds, audio_seconds, config)
+    return EnhanceResult(enhanced, cost_sums / covered, seconds, cpu_seconds, audio_seconds, config)
 
 
 @functools.cache
@@ -670,17 +694,12 @@ def log_level(P: torch.Tensor) -> float:
     return float(torch.log(P + LOG_FLOOR).mean())
 
 
-def _batch_stft(waves: list[np.ndarray], setting: STFT, reference_log_power: float, device):
-    """Padded complex STFTs (B, F, T), each scaled so its :func:`log_level` is ``reference_log_power``, the
-    mask (B, T) and the amplitude scale of each utterance (B,)."""
-    frames = [setting.n_frames(len(w)) for w in waves]
-    T = max(frames)
-    X = torch.zeros(len(waves), setting.n_bins, T, dtype=torch.complex64)
-    mask = torch.zeros(len(waves), T, dtype=torch.bool)
-    scale = torch.ones(len(waves))
-    for row, wave in enumerate(waves):
-        spec = setting(torch.from_numpy(wave)).T  # (F, T_i)
-        scale[row] = math.exp(0.5 * (reference_log_power - log_level(_power(spec))))
-        X[row, :, : frames[row]] = spec * scale[row]
-        mask[row, : frames[row]] = True
-    return X.to(device), mask.to(device), scale
+def _pad_batch(specs: list[torch.Tensor], device):
+    """Complex spectrograms (F, T_i) padded into one batch (B, F, T) and the mask of valid frames (B, T)."""
+    T = max(spec.shape[1] for spec in specs)
+    X = torch.zeros(len(specs), specs[0].shape[0], T, dtype=torch.complex64)
+    mask = torch.zeros(len(specs), T, dtype=torch.bool)
+    for row, spec in enumerate(specs):
+        X[row, :, : spec.shape[1]] = spec
+        mask[row, : spec.shape[1]] = True
+    return X.to(device), mask.to(device)

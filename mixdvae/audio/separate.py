@@ -91,7 +91,7 @@ from mixdvae.errors import ConfigError, DataNotFoundError, InputError, UsageErro
 from . import nmf
 from .enhance import NMFBasis, log_level
 from .io import MODEL_RATE, check_waveforms
-from .stft import DEFAULT_STFT, STFT
+from .stft import DEFAULT_STFT, STFT, crossfade_weights, segment_starts
 from .timing import RealTimeFactors
 
 SUPPORTED_PRIOR = "srnn"
@@ -523,24 +523,7 @@ def _m_rho(a, v_phi, eta, P, P_floor, mixture: str) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# signals: segmentation, levels, overlap-add
-
-
-def segment_starts(frames: int, segment: int, overlap: int) -> list[int]:
-    """First frames of the segments covering ``frames`` frames: every ``segment - overlap`` frames, the last
-    one ending at the last frame (one segment of the whole signal when it is not longer than ``segment`` or
-    ``segment`` is 0)."""
-    if segment == 0 or frames <= segment:
-        return [0]
-    hop = segment - overlap
-    starts = list(range(0, frames - segment, hop))
-    return starts + [frames - segment]
-
-
-def crossfade_weights(length: int, device=None) -> torch.Tensor:
-    """Overlap-add weights over the frames of a segment, (length,): sine^2, positive everywhere."""
-    t = torch.arange(length, device=device, dtype=torch.float32)
-    return torch.sin(math.pi * (t + 0.5) / length) ** 2
+# signals: segmentation (mixdvae.audio.stft), levels, overlap-add
 
 
 def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, device="cpu",

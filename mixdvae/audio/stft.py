@@ -7,10 +7,14 @@ n_fft / 4).
 
 Layout: spectrograms are **(..., T, F)**, frames first, as the priors take them (``x_t`` = one frame of F
 bins). Functions take and return torch tensors; numpy arrays are accepted and numpy is returned for them.
+
+Long signals: :func:`segment_starts` cuts T frames into overlapping segments and :func:`crossfade_weights` gives
+the overlap-add weights that join the segments' results (divided by their sum at each frame), for the audio VEMs.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,3 +124,20 @@ def _as_tensor(value) -> tuple[torch.Tensor, bool]:
     if isinstance(value, torch.Tensor):
         return value, False
     return torch.from_numpy(np.ascontiguousarray(value)), True
+
+
+def segment_starts(frames: int, segment: int, overlap: int) -> list[int]:
+    """First frames of the segments covering ``frames`` frames: every ``segment - overlap`` frames, the last
+    one ending at the last frame (one segment of the whole signal when it is not longer than ``segment`` or
+    ``segment`` is 0)."""
+    if segment == 0 or frames <= segment:
+        return [0]
+    hop = segment - overlap
+    starts = list(range(0, frames - segment, hop))
+    return starts + [frames - segment]
+
+
+def crossfade_weights(length: int, device=None) -> torch.Tensor:
+    """Overlap-add weights over the frames of a segment, (length,): sine^2, positive everywhere."""
+    t = torch.arange(length, device=device, dtype=torch.float32)
+    return torch.sin(math.pi * (t + 0.5) / length) ** 2
