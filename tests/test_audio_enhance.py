@@ -285,6 +285,9 @@ def test_enhance_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsys
     out = tool_files / "out_prior"
     assert run_tool([str(tool_files / "a.wav"), "--out", str(out), "--prior", str(tool_files / "corrupt.pt")]) == 4
     assert "corrupt.pt" in capsys.readouterr().err and not out.exists()
+    out = tool_files / "out_segment"
+    assert run_tool([str(tool_files / "a.wav"), "--out", str(out), "--segment", "-1"]) == 2
+    assert "--segment" in capsys.readouterr().err and not out.exists()
 
 
 def test_enhance_tool_resamples_with_a_notice(tool_files, capsys):

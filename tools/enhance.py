@@ -14,6 +14,7 @@ Examples:
     python tools/enhance.py noisy_dir/ --clean clean_dir/ --out enhanced/ --json scores.json
     python tools/enhance.py a.wav b.flac --prior vae_speech --iterations 60 --device cuda
     python tools/enhance.py noisy.wav --prior nmf --out nmf_out/          # NMF-VEM baseline
+    python tools/enhance.py podcast.wav --segment 20 --out enhanced/        # long file: 20 s segments
 
 Clean references: one file per input in the same order, or a folder holding a file of the same name as each
 input. Another sample rate is resampled to 16 kHz (with a notice); stereo, empty, silent, NaN or too short
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mixdvae.audio import MODEL_RATE, read_audio, write_audio
+from mixdvae.audio import DEFAULT_STFT, MODEL_RATE, read_audio, write_audio
 from mixdvae.audio.enhance import EnhanceConfig, default_config, enhance, load_speech_prior
 from mixdvae.audio.io import AUDIO_SUFFIXES
 from mixdvae.audio.metrics import estoi, pesq_wb, si_sdr
@@ -52,6 +53,11 @@ def parse_args(argv=None):
                          "nmf (NMF-VEM) or a checkpoint path")
     ap.add_argument("--clean", nargs="+", type=Path, metavar="REF", help="clean reference file(s) or a folder")
     ap.add_argument("--iterations", type=int, help=f"VEM iterations (default {EnhanceConfig.iterations})")
+    ap.add_argument("--segment", type=float, metavar="SECONDS",
+                    help=f"enhance a longer input in segments of this length, overlapping by "
+                         f"{EnhanceConfig.overlap} frames and cross-faded (default "
+                         f"{EnhanceConfig.segment * DEFAULT_STFT.hop / MODEL_RATE:g} s; 0: the whole input at once, "
+                         f"memory growing with its length)")
     add_audio_run_options(ap, "enhance the shipped example (noisy.wav, clean.wav)")
     args = ap.parse_args(argv)
     if args.demo:
@@ -114,6 +120,11 @@ def main(argv=None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: CUDA is not available on this machine")
     overrides = {"seed": args.seed} | ({"iterations": args.iterations} if args.iterations is not None else {})
+    if args.segment is not None:
+        if args.segment < 0:
+            raise UsageError(f"--segment {args.segment}: a length in seconds, or 0 for the whole input")
+        frames = round(args.segment * MODEL_RATE / DEFAULT_STFT.hop)
+        overrides["segment"] = max(frames, EnhanceConfig.overlap + 1) if args.segment else 0
     files = collect(args.inputs, "noisy")
     refs = match_references(files, args.clean)
     noisy = [read_audio(f).samples for f in files]
