@@ -125,7 +125,8 @@ class EnhanceResult(RealTimeFactors):
             its segments weighted by their frames): the convergence record.
         seconds: processing time (wall clock, all batches).
         cpu_seconds: CPU time of the process over the same span (all its threads; with
-            ``torch.set_num_threads(1)`` the time on one core, unaffected by other processes on the machine).
+            ``torch.set_num_threads(1)`` the time on one core; other busy processes on the machine are not counted
+            but still slow it through shared caches and memory: time alone).
         audio_seconds: total duration of the inputs.
     """
 
