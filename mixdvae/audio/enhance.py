@@ -643,36 +643,59 @@ def enhance(noisy, prior, config: EnhanceConfig | None = None, device="cpu", set
     reference = model.reference_log_power()
     _warm_up(device)
     start, cpu_start = time.perf_counter(), time.process_time()
-    specs = [setting(torch.from_numpy(np.asarray(w, dtype=np.float32))).T for w in waves]  # (F, T_i) each
-    scales = [math.exp(0.5 * (reference - log_level(_power(spec)))) for spec in specs]  # to the prior's level
-    # every segment: (input index, first frame, frames), sorted by length (then by the input's samples)
-    jobs = sorted(((i, s, min(config.segment or spec.shape[1], spec.shape[1]))
-                   for i, spec in enumerate(specs) for s in segment_starts(spec.shape[1], config.segment,
-                                                                           config.overlap)),
+    frames = [setting.n_frames(len(w)) for w in waves]
+    # every segment: (input index, first frame, frames), sorted by length (then by the input's samples); all the
+    # segments of an input have one length, so they are consecutive and an input is open for a few batches only
+    jobs = sorted(((i, s, min(config.segment or T, T))
+                   for i, T in enumerate(frames) for s in segment_starts(T, config.segment, config.overlap)),
                   key=lambda job: (job[2], len(waves[job[0]])))
     covered = np.bincount([i for i, _, _ in jobs], weights=[n for _, _, n in jobs], minlength=len(waves))
-    estimates = [torch.zeros_like(spec) for spec in specs]
-    weights = [torch.zeros(spec.shape[1]) for spec in specs]
+    remaining = np.bincount([i for i, _, _ in jobs], minlength=len(waves))
+    opened: dict[int, _Input] = {}
+    enhanced: list[np.ndarray | None] = [None] * len(waves)
     cost_sums = np.zeros((config.iterations, len(waves)))
     for first in range(0, len(jobs), config.batch_size):
         batch = jobs[first : first + config.batch_size]
-        X, mask = _pad_batch([specs[i][:, s : s + n] * scales[i] for i, s, n in batch], device)
+        for i, _, _ in batch:
+            if i not in opened:
+                opened[i] = _Input(waves[i], setting, reference)
+        X, mask = _pad_batch([opened[i].spec[:, s : s + n] for i, s, n in batch], device)
         S_hat, cost = enhance_spectrograms(X, mask, model, config)
         S_hat, cost = S_hat.cpu(), cost.cpu().numpy()
         for row, (i, s, n) in enumerate(batch):
-            fade = crossfade_weights(n) if n < specs[i].shape[1] else torch.ones(n)
-            estimates[i][:, s : s + n] += S_hat[row, :, :n] * fade
-            weights[i][s : s + n] += fade
+            opened[i].add(S_hat[row, :, :n], s, crossfade_weights(n) if n < frames[i] else torch.ones(n))
             cost_sums[:, i] += cost[:, row] * n
+            remaining[i] -= 1
+            if remaining[i] == 0:
+                enhanced[i] = opened.pop(i).finish(setting)
         if progress is not None:
             progress(sum(n / covered[i] * len(waves[i]) for i, _, n in batch) / MODEL_RATE)
-    enhanced = []
-    for wave, estimate, weight, scale in zip(waves, estimates, weights, scales, strict=True):
-        signal = setting.inverse((estimate / weight).T, len(wave))  # its own frames: exact at the end
-        enhanced.append((signal / scale).numpy().astype(np.float32))
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     audio_seconds = sum(len(w) for w in waves) / MODEL_RATE
     return EnhanceResult(enhanced, cost_sums / covered, seconds, cpu_seconds, audio_seconds, config)
+
+
+class _Input:
+    """One input while its segments are enhanced: its STFT ``spec`` (F, T) scaled to the prior's level, and the
+    cross-faded sum of its segments' estimates with the sum of their weights."""
+
+    def __init__(self, wave: np.ndarray, setting: STFT, reference_log_power: float):
+        spec = setting(torch.from_numpy(np.asarray(wave, dtype=np.float32))).T
+        self.length = len(wave)
+        self.scale = math.exp(0.5 * (reference_log_power - log_level(_power(spec))))
+        self.spec = spec * self.scale
+        self.estimate = torch.zeros_like(spec)
+        self.weight = torch.zeros(spec.shape[1])
+
+    def add(self, estimate: torch.Tensor, first: int, fade: torch.Tensor) -> None:
+        """Add a segment's estimate (F, n) from frame ``first`` with its cross-fade weights (n,)."""
+        self.estimate[:, first : first + len(fade)] += estimate * fade
+        self.weight[first : first + len(fade)] += fade
+
+    def finish(self, setting: STFT) -> np.ndarray:
+        """The enhanced waveform at the input's level, (N,) float32."""
+        signal = setting.inverse((self.estimate / self.weight).T, self.length)  # its own frames: exact at the end
+        return (signal / self.scale).numpy().astype(np.float32)
 
 
 @functools.cache
