@@ -57,7 +57,7 @@ from mixdvae.audio.enhance import (
     load_speech_prior,
 )
 from mixdvae.audio.io import AUDIO_SUFFIXES, MODEL_RATE
-from mixdvae.audio.metrics import estoi, mean_interval, pesq_wb, si_sdr
+from mixdvae.audio.metrics import Interval, estoi, mean_interval, pesq_wb, si_sdr
 from mixdvae.audio.mixing import mix_at_snr
 from mixdvae.cli import guarded, parser
 from mixdvae.config import dataclass_overrides, parse_override
@@ -265,8 +265,10 @@ def format_table(table: dict[str, dict]) -> str:
             lines.append(f"{name:<28}skipped: {row['skipped']}")
             continue
         per_snr = "  ".join(f"{snr}: {gain:+.1f}" for snr, gain in row["si_sdr_gain_by_snr"].items())
-        cells = "".join(f"{row[k]:>{9 if k == 'pesq' else 7}.{DIGITS[k]}f}"
-                        f"{_interval(row[f'{k}_gain_ci'], DIGITS[k]):>{26 if k == 'estoi' else 23}}" for k in METRICS)
+        cells = ""
+        for k in METRICS:
+            gain = Interval(**row[f"{k}_gain_ci"]).format(DIGITS[k])
+            cells += f"{row[k]:>{9 if k == 'pesq' else 7}.{DIGITS[k]}f}{gain:>{26 if k == 'estoi' else 23}}"
         lines.append(f"{name:<28}{cells}{row['rtf']:>7.3f}   {per_snr}")
     return "\n".join(lines)
 
@@ -276,13 +278,9 @@ def format_comparisons(comparisons: dict[str, dict]) -> str:
     lines = ["DVAE-VEM minus each method, paired over the mixtures (mean [95% CI]; an interval that excludes 0 "
              "is a difference this set resolves):"]
     for name, diff in comparisons.items():
-        cells = "  ".join(f"{k.upper().replace('_', '-')} {_interval(diff[k], DIGITS[k])}" for k in METRICS)
+        cells = "  ".join(f"{k.upper().replace('_', '-')} {Interval(**diff[k]).format(DIGITS[k])}" for k in METRICS)
         lines.append(f"  {name:<28}{cells}")
     return "\n".join(lines)
-
-
-def _interval(ci: dict, digits: int) -> str:
-    return f"{ci['mean']:+.{digits}f} [{ci['low']:+.{digits}f}, {ci['high']:+.{digits}f}]"
 
 
 def paired_differences(rows_a: list[dict], rows_b: list[dict], seed: int) -> dict[str, dict]:

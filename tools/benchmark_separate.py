@@ -36,7 +36,7 @@ from tqdm import tqdm
 from mixdvae.audio import read_audio
 from mixdvae.audio.corpus import load_split
 from mixdvae.audio.enhance import NMFBasis, learn_nmf_basis
-from mixdvae.audio.metrics import mean_interval
+from mixdvae.audio.metrics import Interval, mean_interval
 from mixdvae.audio.mixing import snr_db
 from mixdvae.audio.separate import (
     SCORES,
@@ -266,8 +266,7 @@ def compare(rows: list[dict], seed: int) -> dict[str, dict]:
 def format_comparisons(comparisons: dict[str, dict]) -> str:
     lines = ["SI-SDR differences, paired over the mixtures (mean [95% CI]):"]
     for name, per_source in comparisons.items():
-        cells = "  ".join(f"{source} {ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}]"
-                          for source, ci in per_source.items())
+        cells = "  ".join(f"{source} {Interval(**ci).format()}" for source, ci in per_source.items())
         lines.append(f"  {name:<40}{cells}")
     return "\n".join(lines)
 

@@ -98,10 +98,9 @@ class Interval:
     high: float
     count: int
 
-    def format(self, digits: int = 2, sign: bool = True) -> str:
-        """``+7.10 [+5.61, +8.52]`` (``sign=False``: no plus signs)."""
-        spec = f"{'+' if sign else ''}.{digits}f"
-        return f"{self.mean:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
+    def format(self, digits: int = 2) -> str:
+        """``+7.10 [+5.61, +8.52]``: signed, ``digits`` decimals."""
+        return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
 
     def as_dict(self) -> dict:
         return {"mean": self.mean, "low": self.low, "high": self.high, "count": self.count}
