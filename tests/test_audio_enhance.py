@@ -26,7 +26,7 @@ from mixdvae.audio.enhance import (
 from mixdvae.audio.metrics import si_sdr
 from mixdvae.dvae import SRNN
 from mixdvae.dvae.vae import VAE
-from mixdvae.errors import ConfigError
+from mixdvae.errors import ConfigError, UsageError
 from tests.conftest import write_bad_audio
 from tests.tools_loader import load_tool
 
@@ -226,6 +226,53 @@ def test_default_config_by_kind_of_prior(srnn):
     assert default_config(srnn).lr == 1e-2 and default_config(srnn, lr=1e-3, seed=4).lr == 1e-3
     with pytest.raises(ConfigError, match="m_steps"):
         default_config(srnn, m_steps=0)
+    assert default_config([srnn, VAE(tiny_config())]).lr == EnhanceConfig.lr  # a joint: the settings shared only
+    assert default_config([srnn, srnn]).lr == 1e-2
+
+
+def test_joint_of_one_prior_twice_equals_the_prior_alone(srnn):
+    """Equal-weight pooling over a shared noise model and gain: two identical members draw the same variances, so
+    the M-step's sums, the cost and the Wiener average are those of one member."""
+    clean = speech_like(srnn, 1.0, seed=21)
+    noisy = clean + white_noise(len(clean), 22, float(np.sqrt(np.mean(clean**2))))
+    config = EnhanceConfig(iterations=4)
+    alone = enhance(noisy, srnn, config)
+    joint = enhance(noisy, [srnn, srnn], config)
+    np.testing.assert_allclose(joint.enhanced[0], alone.enhanced[0], atol=1e-4 * np.abs(noisy).max())
+    np.testing.assert_allclose(joint.cost, alone.cost, rtol=1e-4)
+
+
+def test_joint_pools_each_members_draws_in_order(srnn):
+    """A joint model's variances are its members' own, stacked in the given order (an SRNN and a VAE)."""
+    vae = VAE(tiny_config()).eval()
+    P = torch.rand(2, F, 12) + 0.1
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    config = EnhanceConfig()
+    joint = speech_model([srnn, vae], config, "cpu")
+    joint.start(P, mask)
+    pooled = joint.variances(2, (0,))
+    assert pooled.shape == (4, 2, F, 12)
+    for index, prior in enumerate((srnn, vae)):
+        alone = speech_model(prior, config, "cpu")
+        alone.start(P, mask)
+        torch.testing.assert_close(pooled[2 * index : 2 * index + 2], alone.variances(2, (0,)))
+    assert not torch.allclose(pooled[0], pooled[2])
+    noisy = speech_like(srnn, 1.0, seed=23) + white_noise(RATE, 24, 0.05)
+    config = EnhanceConfig(iterations=3)
+    joint = enhance(noisy, [srnn, vae], config).enhanced[0]
+    assert np.isfinite(joint).all()
+    for prior in (srnn, vae):  # both members shape the output
+        assert np.abs(joint - enhance(noisy, prior, config).enhanced[0]).max() > 1e-3 * np.abs(noisy).max()
+
+
+def test_joint_refuses_nmf_a_single_member_and_other_levels(srnn):
+    with pytest.raises(UsageError, match="two or more"):
+        enhance(np.ones(4000, np.float32), [srnn, NMFBasis(torch.rand(F, 4) + 0.01, -9.0)])
+    with pytest.raises(UsageError, match="two or more"):
+        speech_model([srnn], EnhanceConfig(), "cpu")
+    louder = VAE({**tiny_config(), "x_mean": [-2.0] * F}).eval()
+    with pytest.raises(UsageError, match="level statistics"):
+        speech_model([srnn, louder], EnhanceConfig(), "cpu")
 
 
 def test_config_is_validated():
@@ -274,6 +321,16 @@ def test_enhance_tool_writes_wav_png_json(tool_files, capsys):
     summary = json.loads((tool_files / "r.json").read_text())
     assert math.isfinite(summary["files"][0]["si_sdr_out"])
     assert "SI-SDR" in capsys.readouterr().out
+
+
+def test_enhance_tool_runs_a_joint_of_priors(tool_files, capsys):
+    out = tool_files / "out_joint"
+    prior = str(tool_files / "prior.pt")
+    assert run_tool([str(tool_files / "a.wav"), "--out", str(out), "--prior", prior, prior]) == 0
+    assert (out / "a_enhanced.wav").is_file()
+    out = tool_files / "out_nmf_joint"
+    assert run_tool([str(tool_files / "a.wav"), "--out", str(out), "--prior", "nmf", prior]) == 2
+    assert "joint VEM" in capsys.readouterr().err and not out.exists()
 
 
 def test_enhance_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsys):

@@ -1,18 +1,18 @@
 #!/usr/bin/env python
 """Unsupervised speech enhancement (DVAE-VEM, VAE-VEM or NMF-VEM) of noisy 16 kHz recordings.
 
-A speech prior learned on clean speech only (default: the shipped DKF ``dkf_speech``) is plugged into a
-variational EM that also learns the noise of each recording (NMF) and a per-frame gain
-(``mixdvae/audio/enhance.py``). For every input NAME it writes ``NAME_enhanced.wav`` (16 kHz, 16-bit) and
-``NAME.png`` (spectrograms: noisy / enhanced / clean when given) in ``--out``; with clean references it prints
-SI-SDR, PESQ-WB and ESTOI of the input and of the output. Inputs are checked before anything is written, and
-every file is written atomically.
+Speech priors learned on clean speech only (default: the shipped DKF and VAE together, ``dkf_speech vae_speech``,
+in one joint VEM) are plugged into a variational EM that also learns the noise of each recording
+(NMF) and a per-frame gain (``mixdvae/audio/enhance.py``). For every input NAME it writes
+``NAME_enhanced.wav`` (16 kHz, 16-bit) and ``NAME.png`` (spectrograms: noisy / enhanced / clean when given) in
+``--out``; with clean references it prints SI-SDR, PESQ-WB and ESTOI of the input and of the output. Inputs
+are checked before anything is written, and every file is written atomically.
 
 Examples:
     python tools/enhance.py --demo --out /tmp/demo                       # the shipped example (0 dB, rain)
     python tools/enhance.py noisy.wav --out enhanced/
     python tools/enhance.py noisy_dir/ --clean clean_dir/ --out enhanced/ --json scores.json
-    python tools/enhance.py a.wav b.flac --prior vae_speech --iterations 60 --device cuda
+    python tools/enhance.py a.wav b.flac --prior dkf_speech --iterations 60 --device cuda   # one prior
     python tools/enhance.py noisy.wav --prior nmf --out nmf_out/          # NMF-VEM baseline
     python tools/enhance.py podcast.wav --segment 20 --out enhanced/        # long file: 20 s segments
 
@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from mixdvae.audio import DEFAULT_STFT, MODEL_RATE, read_audio, write_audio
-from mixdvae.audio.enhance import EnhanceConfig, default_config, enhance, load_speech_prior
+from mixdvae.audio.enhance import JOINT_PRIORS, EnhanceConfig, default_config, enhance, load_speech_prior
 from mixdvae.audio.io import AUDIO_SUFFIXES
 from mixdvae.audio.metrics import estoi, pesq_wb, si_sdr
 from mixdvae.audio.plotting import plot_spectrograms
@@ -48,9 +48,10 @@ def parse_args(argv=None):
     ap = parser(__doc__)
     ap.add_argument("inputs", nargs="*", type=Path, help="noisy audio files or folders (.wav, .flac, .ogg)")
     ap.add_argument("--out", type=Path, default=Path("enhanced"), help="output folder (default: ./enhanced)")
-    ap.add_argument("--prior", default="dkf_speech",
-                    help="dkf_speech (DVAE-VEM, default), srnn_speech (DVAE-VEM with the SRNN), vae_speech (VAE-VEM), "
-                         "nmf (NMF-VEM) or a checkpoint path")
+    ap.add_argument("--prior", nargs="+", default=list(JOINT_PRIORS), metavar="PRIOR",
+                    help=f"speech prior(s): dkf_speech or srnn_speech (DVAE-VEM), vae_speech (VAE-VEM), nmf (NMF-VEM) "
+                         f"or a checkpoint path; several DVAE/VAE priors run as one joint VEM (default: "
+                         f"{' '.join(JOINT_PRIORS)})")
     ap.add_argument("--clean", nargs="+", type=Path, metavar="REF", help="clean reference file(s) or a folder")
     ap.add_argument("--iterations", type=int, help=f"VEM iterations (default {EnhanceConfig.iterations})")
     ap.add_argument("--segment", type=float, metavar="SECONDS",
@@ -132,7 +133,8 @@ def main(argv=None) -> int:
     for f, r, x, s in zip(files, refs, noisy, clean, strict=True):
         if s is not None and len(s) != len(x):
             raise InputError(f"{r}: {len(s)} samples, but its noisy file {f} has {len(x)}")
-    prior = load_speech_prior(args.prior, device=args.device)
+    priors = [load_speech_prior(name, device=args.device) for name in args.prior]
+    prior = priors[0] if len(priors) == 1 else priors
     config = default_config(prior, **overrides)
     torch.set_num_threads(max(1, args.threads))
     total = round(sum(len(x) for x in noisy) / MODEL_RATE, 1)
@@ -152,7 +154,8 @@ def main(argv=None) -> int:
     for row, name, x, y, s in rows:
         write_audio(row["output"], y)
         panels = {"noisy": x, "enhanced": y} | ({"clean": s} if s is not None else {})
-        plot_spectrograms(args.out / f"{name}.png", panels, title=f"{Path(row['input']).name} ({args.prior})")
+        title = f"{Path(row['input']).name} ({' + '.join(args.prior)})"
+        plot_spectrograms(args.out / f"{name}.png", panels, title=title)
     print(format_table([r[0] for r in rows]))
     print(f"{len(files)} file(s), {result.audio_seconds:.1f} s of audio in {result.seconds:.1f} s "
           f"(real-time factor {result.real_time_factor:.2f}); written to {args.out}")
