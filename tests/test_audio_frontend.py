@@ -145,6 +145,11 @@ def test_benchmarks_pair_their_differences_by_mixture():
     diff = enhance_bench.paired_differences(better, base, seed=0)
     assert diff["si_sdr"]["low"] == pytest.approx(1.0) and diff["si_sdr"]["high"] == pytest.approx(1.0)
     assert diff["estoi"]["mean"] == pytest.approx(0.1) and diff["pesq"]["mean"] == 0.0
+    per_method = {"noisy": base, "vae-vem": base, "dvae-vem": better, "joint-vem": better}
+    assert list(enhance_bench.compare(per_method, seed=0)) == [
+        "joint-vem minus vae-vem", "joint-vem minus dvae-vem", "dvae-vem minus vae-vem"]
+    assert list(enhance_bench.compare({"noisy": base, "dvae-vem": better, "vae-vem": base}, seed=0)) == [
+        "dvae-vem minus vae-vem"]
 
     def row(method, scores):
         return {"method": method, "per_mixture": [{"si_sdr": [s, -s]} for s in scores]}

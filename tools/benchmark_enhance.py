@@ -11,14 +11,15 @@ DIR/noisy/NAME instead.
 
 Methods: the noisy input; ``noisereduce`` (stationary and non-stationary spectral gating);
 ``pyroomacoustics`` spectral subtraction (its output is delayed by nfft/2 = 256 samples: shifted back before
-scoring); ``logmmse``; NMF-VEM (a speech basis learned on the training split), VAE-VEM (``vae_speech``) and
-DVAE-VEM (``dkf_speech``; ``--dvae-prior srnn_speech`` for the SRNN), all three with the same engine and its
+scoring); ``logmmse``; NMF-VEM (a speech basis learned on the training split), VAE-VEM (``vae_speech``),
+DVAE-VEM (``dkf_speech``; ``--dvae-prior srnn_speech`` for the SRNN) and the joint VEM of ``--joint-priors``
+(default ``dkf_speech vae_speech``, the default of ``tools/enhance.py``), all with the same engine and its
 default settings for their kind of prior (``mixdvae.audio.enhance.default_config``; the command line's
 override them). A peer that is not installed
 (``pip install -e ".[bench]"``) is reported as skipped. Metrics: SI-SDR (dB), PESQ-WB, ESTOI, mean over the
 mixtures and mean improvement over the input with its 95 % bootstrap interval (mixtures resampled, seeded), then
-DVAE-VEM's paired differences to every other method with their intervals (one that excludes 0 is a difference
-the set resolves); real-time factor = CPU seconds of processing per audio second
+the joint VEM's paired differences to every other method, and DVAE-VEM's to VAE-VEM, with their intervals (one that
+excludes 0 is a difference the set resolves); real-time factor = CPU seconds of processing per audio second
 with ``torch.set_num_threads(1)`` (process CPU time: one core; another busy process on the machine still slows it
 through the shared caches and memory, so time the table alone; the VEMs process the set in batches of
 ``EnhanceConfig.batch_size``).
@@ -294,9 +295,10 @@ def format_comparisons(comparisons: dict[str, dict]) -> str:
     """The paired differences of :func:`compare`, with their 95 % bootstrap intervals."""
     lines = ["Paired differences over the mixtures (mean [95% CI]; an interval that excludes 0 is a difference "
              "this set resolves):"]
+    width = max(map(len, comparisons)) + 2
     for name, diff in comparisons.items():
         cells = "  ".join(f"{k.upper().replace('_', '-')} {Interval(**diff[k]).format(DIGITS[k])}" for k in METRICS)
-        lines.append(f"  {name:<34}{cells}")
+        lines.append(f"  {name:<{width}}{cells}")
     return "\n".join(lines)
 
 
