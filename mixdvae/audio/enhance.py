@@ -636,7 +636,7 @@ def _m_step(P, Vs, W, H, g, mask, floor, rounds: int, uses_gain: bool, backend: 
         from .kernels import m_step_rounds
 
         W, H, g = W.contiguous().clone(), H.contiguous().clone(), g.contiguous().clone()
-        m_step_rounds(P.contiguous().numpy(), Vs.contiguous().numpy(), W.numpy(), H.numpy(), g.numpy(),
+        m_step_rounds(P.contiguous().numpy(), Vs.transpose(0, 1).contiguous().numpy(), W.numpy(), H.numpy(), g.numpy(),
                       mask.numpy(), floor.reshape(-1).numpy(), rounds, uses_gain)
         return W, H, g
     for _ in range(rounds):
