@@ -331,9 +331,10 @@ def test_enhance_tool_runs_a_joint_of_priors(tool_files, capsys):
     out = tool_files / "out_nmf_joint"
     assert run_tool([str(tool_files / "a.wav"), "--out", str(out), "--prior", "nmf", prior]) == 2
     assert "joint VEM" in capsys.readouterr().err and not out.exists()
-    with pytest.raises(SystemExit) as exit_info:  # the inputs after --prior, taken as priors
-        run_tool(["--out", str(out), "--prior", prior, str(tool_files / "a.wav")])
-    assert exit_info.value.code == 2 and "before --prior" in capsys.readouterr().err
+    for before in ([], [str(tool_files / "a.wav")]):  # inputs after --prior are taken as priors
+        with pytest.raises(SystemExit) as exit_info:
+            run_tool([*before, "--out", str(out), "--prior", prior, str(tool_files / "a.wav")])
+        assert exit_info.value.code == 2 and "before --prior" in capsys.readouterr().err
 
 
 def test_enhance_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsys):

@@ -66,10 +66,10 @@ def parse_args(argv=None):
             ap.error("--demo takes no inputs or --clean")
         demo = shipped_dir("audio_demo")
         args.inputs, args.clean = [demo / "noisy.wav"], [demo / "clean.wav"]
-    elif not args.inputs:
-        audio = [p for p in args.prior if Path(p).suffix.lower() in AUDIO_SUFFIXES]
-        if audio:  # --prior takes several values, so it swallows the inputs that follow it
-            ap.error(f"--prior took the audio file(s) {' '.join(audio)}: put the inputs before --prior")
+    audio = [p for p in args.prior if Path(p).suffix.lower() in AUDIO_SUFFIXES]
+    if audio:  # --prior takes several values, so it swallows the inputs that follow it
+        ap.error(f"--prior took the audio file(s) {' '.join(audio)}: put the inputs before --prior")
+    if not args.inputs:
         ap.error("give noisy audio files or folders, or --demo")
     return args
 
