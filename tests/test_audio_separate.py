@@ -18,6 +18,7 @@ from mixdvae.audio.metrics import si_sdr
 from mixdvae.audio.separate import (
     SeparateConfig,
     SourceBank,
+    StackedDKF,
     StackedSRNN,
     additive_posterior,
     e_w,
@@ -29,7 +30,7 @@ from mixdvae.audio.separate import (
     separate,
 )
 from mixdvae.audio.stft import segment_starts
-from mixdvae.dvae import SRNN, load_prior
+from mixdvae.dvae import DKF, SRNN, load_prior
 from mixdvae.dvae.training import SpectrogramData, power_frames, train_prior
 from mixdvae.errors import ConfigError
 from tests.conftest import write_bad_audio
@@ -149,9 +150,16 @@ def test_one_output_mask_per_source_is_checked_against_the_priors():
 # stacked priors and batching
 
 
-def test_stacked_priors_equal_each_prior_step_by_step():
-    priors = [tiny_srnn(20, 1), tiny_srnn(20, 2)]
-    stack = StackedSRNN(priors, "cpu")
+def tiny_dkf(bins: int, seed: int) -> DKF:
+    torch.manual_seed(seed)
+    return DKF({**tiny_srnn(bins, seed).config, "model": "dkf"}).eval()
+
+
+@pytest.mark.parametrize("kind", ["srnn", "dkf"])
+def test_stacked_priors_equal_each_prior_step_by_step(kind):
+    make = tiny_dkf if kind == "dkf" else tiny_srnn
+    priors = [make(20, 1), make(20, 2)]
+    stack = (StackedDKF if kind == "dkf" else StackedSRNN)(priors, "cpu")
     gen = torch.Generator().manual_seed(3)
     power = torch.rand(2, 3, 9, 20, generator=gen) * torch.exp(stack.x_mean[:, None])
     z = torch.randn(2, 3, 9, 3, generator=gen)
@@ -176,10 +184,10 @@ def test_stacked_priors_equal_each_prior_step_by_step():
 
 
 def test_priors_of_different_sizes_run_in_groups_in_prior_order():
-    priors = [tiny_srnn(20, 1), tiny_srnn(20, 2, h_dim=5), tiny_srnn(20, 3)]
+    priors = [tiny_srnn(20, 1), tiny_srnn(20, 2, h_dim=5), tiny_srnn(20, 3), tiny_dkf(20, 4)]
     bank = SourceBank(priors, "cpu")
-    assert len(bank.groups) == 2
-    power = torch.rand(3, 2, 6, 20) * 1e-3
+    assert len(bank.groups) == 3 and isinstance(bank.groups[2][1], StackedDKF)
+    power = torch.rand(4, 2, 6, 20) * 1e-3
     with torch.no_grad():
         joined = bank.reconstruct(power)
         for n, prior in enumerate(priors):

@@ -16,7 +16,8 @@ Examples:
     python tools/separate.py mix.wav --method nmf --refs speech.wav flute.wav --out nmf/
 
 Sources: a class name (``speech`` -> the shipped prior ``srnn_speech``, or ``nmf_speech`` with ``--method nmf``)
-or the path of a checkpoint (a DVAE prior of power spectra; an NMF basis for ``--method nmf``). References
+or the name or path of a checkpoint (an SRNN or DKF prior of power spectra, e.g. ``dkf_speech``; an NMF basis for
+``--method nmf``). References
 (``--refs``): one file per source for each mixture, mixture by mixture in the order of ``--sources``, or a
 folder holding ``<mixture name>_<source>.wav`` (or .flac/.ogg). Stereo, empty, silent, NaN or too short input
 is refused with a message naming the file.

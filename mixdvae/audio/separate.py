@@ -1,7 +1,8 @@
 """Semi-blind single-channel source separation (DESIGN §7): MixDVAE's variational EM with one pretrained DVAE per
 source class, and the baselines it is measured against (supervised NMF, oracle ideal ratio / binary masks).
 
-Model of a mixture STFT ``x`` (F bins x T frames) with N sources, each with its own frozen SRNN prior::
+Model of a mixture STFT ``x`` (F bins x T frames) with N sources, each with its own frozen SRNN or DKF prior (a
+DKF's decoder reads z^n_t only, so it has no h^n)::
 
     s^n ~ DVAE_n (complex Gaussian, variance v^n_ft = exp(dec_n(h^n_t, z^n_t)), h^n driven by |s^n_{t-1}|^2)
     per_bin  (the paper): w_ft ~ uniform over sources,  x_ft | w_ft = n ~ N_c(s^n_ft, v_x,ft)
@@ -94,7 +95,7 @@ from .io import MODEL_RATE, check_waveforms
 from .stft import DEFAULT_STFT, STFT, crossfade_weights, segment_starts
 from .timing import RealTimeFactors
 
-SUPPORTED_PRIOR = "srnn"
+SUPPORTED_PRIORS = ("srnn", "dkf")
 PRIOR_LIKELIHOOD = "itakura_saito"
 
 
@@ -174,17 +175,17 @@ class SeparationError(InputError):
 
 
 def check_prior(prior, name: str = "prior") -> None:
-    """UsageError unless ``prior`` is an SRNN of power spectra (``log_power``, Itakura-Saito likelihood)."""
+    """UsageError unless ``prior`` is an SRNN or DKF of power spectra (``log_power``, Itakura-Saito likelihood)."""
     config = getattr(prior, "config", {})
-    if config.get("model") != SUPPORTED_PRIOR:
-        raise UsageError(f"{name}: MixDVAE separation needs SRNN priors, got {config.get('model')!r}")
+    if config.get("model") not in SUPPORTED_PRIORS:
+        raise UsageError(f"{name}: MixDVAE separation needs SRNN or DKF priors, got {config.get('model')!r}")
     if config.get("likelihood") != PRIOR_LIKELIHOOD or config.get("param") != "log_power":
         raise UsageError(f"{name}: not a prior of power spectra (likelihood {config.get('likelihood')!r}, "
                          f"param {config.get('param')!r}; expected {PRIOR_LIKELIHOOD!r}, 'log_power')")
 
 
 def _architecture(prior) -> tuple:
-    return tuple(prior.config[k] for k in ("x_dim", "z_dim", "h_dim", "dense_dim", "embed_dim"))
+    return tuple(prior.config[k] for k in ("model", "x_dim", "z_dim", "h_dim", "dense_dim", "embed_dim"))
 
 
 def _lin(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -205,8 +206,7 @@ class StackedSRNN:
 
         F = self.priors[0].config["x_dim"]
         self.emb_w, self.emb_b = stack(lambda p: p.embed_x[0].weight.T), stack(lambda p: p.embed_x[0].bias[None])
-        self.ih_w, self.hh_w = stack(lambda p: p.rnn.weight_ih_l0.T), stack(lambda p: p.rnn.weight_hh_l0.T)
-        self.rnn_b = stack(lambda p: (p.rnn.bias_ih_l0 + p.rnn.bias_hh_l0)[None])
+        self._stack_recurrence(stack)
         self.dec1_w, self.dec1_b = stack(lambda p: p.decoder[0].weight.T), stack(lambda p: p.decoder[0].bias[None])
         # only the log-variance half of the decoder's output is used (mean = variance for power spectra)
         self.dec2_w = stack(lambda p: p.decoder[2].weight[F:].T)
@@ -224,6 +224,11 @@ class StackedSRNN:
         self.z_low = torch.tensor([p.post_z.low for p in self.priors], device=device).reshape(-1, 1, 1)
         self.z_high = torch.tensor([p.post_z.high for p in self.priors], device=device).reshape(-1, 1, 1)
         self.z_dim, self.h_dim = self.priors[0].config["z_dim"], h_dim
+
+    def _stack_recurrence(self, stack) -> None:
+        """The decoder LSTM's weights."""
+        self.ih_w, self.hh_w = stack(lambda p: p.rnn.weight_ih_l0.T), stack(lambda p: p.rnn.weight_hh_l0.T)
+        self.rnn_b = stack(lambda p: (p.rnn.bias_ih_l0 + p.rnn.bias_hh_l0)[None])
 
     def __len__(self) -> int:
         return len(self.priors)
@@ -306,9 +311,30 @@ class StackedSRNN:
         return torch.exp(self._log_variance(h, z)), (h, c)
 
 
+class StackedDKF(StackedSRNN):
+    """N DKF priors of one architecture: a :class:`StackedSRNN` without the decoder recurrence. The decoder reads
+    z_t only and the encoder the embedded power only, so the decoder state h has no features (H = 0) and the
+    roll's steps carry no state; the posterior head has the SRNN's layout (g from the backward LSTM, then z)."""
+
+    def _stack_recurrence(self, stack) -> None:
+        """No decoder LSTM."""
+
+    def teacher(self, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.embed(power)
+        return e.new_zeros(*e.shape[:-1], 0), e
+
+    def start(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        zeros = self.emb_b.new_zeros(len(self), batch, 0)
+        return zeros, zeros
+
+    def step(self, state, e_prev: torch.Tensor, z: torch.Tensor):
+        h, _ = state
+        return torch.exp(self._log_variance(h, z)), state
+
+
 class SourceBank:
-    """The priors of a separation grouped by architecture (one :class:`StackedSRNN` per group); sources keep the
-    order of the priors. Tensors are (N, B, T, F) over all sources."""
+    """The priors of a separation grouped by architecture (one :class:`StackedSRNN` or :class:`StackedDKF` per
+    group); sources keep the order of the priors. Tensors are (N, B, T, F) over all sources."""
 
     def __init__(self, priors: Sequence, device):
         if not priors:
@@ -318,7 +344,9 @@ class SourceBank:
         groups: dict[tuple, list[int]] = {}
         for index, prior in enumerate(priors):
             groups.setdefault(_architecture(prior), []).append(index)
-        self.groups = [(indices, StackedSRNN([priors[i] for i in indices], device)) for indices in groups.values()]
+        self.groups = [(indices, (StackedDKF if key[0] == "dkf" else StackedSRNN)([priors[i] for i in indices],
+                                                                                  device))
+                       for key, indices in groups.items()]
         self.order = [i for indices, _ in self.groups for i in indices]  # stacked position -> prior index
         self.inverse = torch.tensor(np.argsort(self.order), device=device)
         self.n_sources = len(priors)
@@ -528,7 +556,7 @@ def _m_rho(a, v_phi, eta, P, P_floor, mixture: str) -> torch.Tensor:
 
 def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, device="cpu",
              setting: STFT = DEFAULT_STFT, progress=None) -> SeparationResult:
-    """Separate 16 kHz mono mixtures (one (N,) array or a list) into one source per prior (SRNN priors of power
+    """Separate 16 kHz mono mixtures (one (N,) array or a list) into one source per prior (SRNN or DKF priors of power
     spectra, e.g. ``load_prior("srnn_speech")`` and ``load_prior("srnn_flute")``) with MixDVAE's VEM.
 
     ``progress`` (optional) is called with the number of segments finished after each batch. Raises
