@@ -24,7 +24,7 @@ from mixdvae.audio.enhance import (
     speech_model,
 )
 from mixdvae.audio.metrics import si_sdr
-from mixdvae.dvae import SRNN
+from mixdvae.dvae import DKF, SRNN
 from mixdvae.dvae.vae import VAE
 from mixdvae.errors import ConfigError, UsageError
 from tests.conftest import write_bad_audio
@@ -153,6 +153,22 @@ def test_vem_improves_si_sdr_on_a_prior_sample_in_stationary_noise(srnn):
     assert si_sdr(result.enhanced[0], clean) > si_sdr(noisy, clean) + 3.0
     assert result.cost.shape == (10, 1)
     assert result.cost[-1, 0] < result.cost[0, 0]  # the IS cost (monitored) went down
+
+
+def test_dkf_encoder_runs_once_per_batch_and_the_srnns_every_iteration(srnn):
+    """The DKF's encoder reads the noisy features only, so its LSTM runs once per batch; the SRNN's also reads
+    the decoder's recurrence over the speech-power estimate, so it runs again after every iteration."""
+    dkf = DKF({**srnn.config, "model": "dkf"}).eval()
+    clean = speech_like(dkf, 1.5, seed=1)
+    noisy = clean + white_noise(len(clean), 2, float(np.sqrt(np.mean(clean**2))))
+    for prior, expected in ((dkf, 1), (srnn, 1 + 5)):
+        calls = []
+        hook = prior.enc_rnn.register_forward_hook(lambda *args: calls.append(1))
+        try:
+            enhance(noisy, prior, EnhanceConfig(iterations=5))
+        finally:
+            hook.remove()
+        assert len(calls) == expected, prior.config["model"]
 
 
 def test_noise_warmup_fits_the_noise_before_the_first_e_step(srnn):

@@ -310,12 +310,21 @@ class DVAESpeech(SpeechModel):
             features = self.model._sequence_inputs(P.transpose(1, 2))[3]  # of the noisy power, (B, T, F)
             self.noisy = features if self.name == "vae" else self.model.embed_x(features)
             self.embedded = self.model.embed_x(features)  # the VAE's frozen embedding (tune="head")
-        self.context = {}
+            # the DKF's encoder reads the noisy features only: its input (and, for tune="head", its LSTM's
+            # output) is computed once here, not at every iteration as the SRNN's, which also reads h
+            self.encoder = {} if self.name != "dkf" else self._encoder_context(_reverse(self.noisy, self.lengths))
+        self.context = dict(self.encoder)
         self.set_speech_power(P)
+
+    def _encoder_context(self, enc_in) -> dict:
+        """The encoder's (time-reversed) input and, for ``tune="head"``, its frozen LSTM's output g."""
+        if self.config.tune != "head":
+            return {"enc_in": enc_in}
+        return {"enc_in": enc_in, "g": _reverse(self.model.enc_rnn(enc_in)[0], self.lengths)}
 
     def set_speech_power(self, power):
         """Recompute what does not depend on the tuned weights from the speech-power estimate (B, F, T): the
-        decoder's deterministic recurrence and, for ``tune="head"``, the encoder LSTM's output g."""
+        decoder's deterministic recurrence and, for the SRNN (whose encoder reads h), the encoder's input."""
         m = self.model
         if self.name == "vae":  # frame-independent: the decoder has no speech-power input
             return
@@ -323,10 +332,8 @@ class DVAESpeech(SpeechModel):
             x_prev, n, feat_prev, _ = m._sequence_inputs(power.transpose(1, 2))
             e_prev = m.embed_x(feat_prev)
             h = m.rnn(e_prev)[0] if self.name == "srnn" else None
-            enc_in = _reverse(torch.cat([h, self.noisy], -1) if h is not None else self.noisy, self.lengths)
-            self.context = {"x_prev": x_prev, "n": n, "e_prev": e_prev, "h": h, "enc_in": enc_in}
-            if self.config.tune == "head":
-                self.context["g"] = _reverse(m.enc_rnn(enc_in)[0], self.lengths)
+            encoder = self.encoder or self._encoder_context(_reverse(torch.cat([h, self.noisy], -1), self.lengths))
+            self.context = {"x_prev": x_prev, "n": n, "e_prev": e_prev, "h": h, **encoder}
 
     def _posterior(self, samples: int, key: tuple):
         """Samples of q(z) with the per-utterance weights: ``z``, ``q_mean``, ``q_var``, each (S, B, T, Z)
