@@ -163,7 +163,7 @@ def test_dkf_encoder_runs_once_per_batch_and_the_srnns_every_iteration(srnn):
     noisy = clean + white_noise(len(clean), 2, float(np.sqrt(np.mean(clean**2))))
     for prior, expected in ((dkf, 1), (srnn, 1 + 5)):
         calls = []
-        hook = prior.enc_rnn.register_forward_hook(lambda *args: calls.append(1))
+        hook = prior.enc_rnn.register_forward_hook(lambda *args, calls=calls: calls.append(1))
         try:
             enhance(noisy, prior, EnhanceConfig(iterations=5))
         finally:
