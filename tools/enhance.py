@@ -140,8 +140,9 @@ def main(argv=None) -> int:
     prior = priors[0] if len(priors) == 1 else priors
     config = default_config(prior, **overrides)
     torch.set_num_threads(max(1, args.threads))
-    total = round(sum(len(x) for x in noisy) / MODEL_RATE, 1)
+    total = sum(len(x) for x in noisy) / MODEL_RATE  # exact: the batches' updates add up to it
     with tqdm(total=total, desc=f"enhancing {len(files)} file(s), seconds of audio", unit="s",
+              bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} [{elapsed}<{remaining}]",
               disable=args.no_progress, file=sys.stderr) as bar:
         result = enhance(noisy, prior, config, device=args.device, progress=bar.update)
     rows = []
