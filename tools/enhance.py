@@ -144,7 +144,9 @@ def main(argv=None) -> int:
     with tqdm(total=total, desc=f"enhancing {len(files)} file(s), seconds of audio", unit="s",
               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} [{elapsed}<{remaining}]",
               disable=args.no_progress, file=sys.stderr) as bar:
-        result = enhance(noisy, prior, config, device=args.device, progress=bar.update)
+        # segments report fractions of an input's seconds, whose float sum may overshoot the total by an ulp
+        result = enhance(noisy, prior, config, device=args.device,
+                         progress=lambda seconds: bar.update(min(seconds, total - bar.n)))
     rows = []
     for f, name, x, y, s, cost in zip(files, output_names(files), noisy, result.enhanced, clean, result.cost.T,
                                       strict=True):
