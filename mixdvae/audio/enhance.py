@@ -313,7 +313,7 @@ class DVAESpeech(SpeechModel):
             # the DKF's encoder reads the noisy features only: its input (and, for tune="head", its LSTM's
             # output) is computed once here, not at every iteration as the SRNN's, which also reads h
             self.encoder = {} if self.name != "dkf" else self._encoder_context(_reverse(self.noisy, self.lengths))
-        self.context = dict(self.encoder)
+        self.context = {}
         self.set_speech_power(P)
 
     def _encoder_context(self, enc_in) -> dict:
