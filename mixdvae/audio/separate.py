@@ -95,7 +95,6 @@ from .io import MODEL_RATE, check_waveforms
 from .stft import DEFAULT_STFT, STFT, crossfade_weights, segment_starts
 from .timing import RealTimeFactors
 
-SUPPORTED_PRIORS = ("srnn", "dkf")
 PRIOR_LIKELIHOOD = "itakura_saito"
 
 
@@ -177,7 +176,7 @@ class SeparationError(InputError):
 def check_prior(prior, name: str = "prior") -> None:
     """UsageError unless ``prior`` is an SRNN or DKF of power spectra (``log_power``, Itakura-Saito likelihood)."""
     config = getattr(prior, "config", {})
-    if config.get("model") not in SUPPORTED_PRIORS:
+    if config.get("model") not in STACKS:
         raise UsageError(f"{name}: MixDVAE separation needs SRNN or DKF priors, got {config.get('model')!r}")
     if config.get("likelihood") != PRIOR_LIKELIHOOD or config.get("param") != "log_power":
         raise UsageError(f"{name}: not a prior of power spectra (likelihood {config.get('likelihood')!r}, "
@@ -332,6 +331,9 @@ class StackedDKF(StackedSRNN):
         return torch.exp(self._log_variance(h, z)), state
 
 
+STACKS = {"srnn": StackedSRNN, "dkf": StackedDKF}  # the priors separation takes, by config["model"]
+
+
 class SourceBank:
     """The priors of a separation grouped by architecture (one :class:`StackedSRNN` or :class:`StackedDKF` per
     group); sources keep the order of the priors. Tensors are (N, B, T, F) over all sources."""
@@ -344,8 +346,7 @@ class SourceBank:
         groups: dict[tuple, list[int]] = {}
         for index, prior in enumerate(priors):
             groups.setdefault(_architecture(prior), []).append(index)
-        self.groups = [(indices, (StackedDKF if key[0] == "dkf" else StackedSRNN)([priors[i] for i in indices],
-                                                                                  device))
+        self.groups = [(indices, STACKS[key[0]]([priors[i] for i in indices], device))  # key[0]: the model
                        for key, indices in groups.items()]
         self.order = [i for indices, _ in self.groups for i in indices]  # stacked position -> prior index
         self.inverse = torch.tensor(np.argsort(self.order), device=device)
