@@ -108,8 +108,8 @@ def parse_args(argv=None):
                     help="any other EnhanceConfig setting of the VEMs, e.g. --set m_steps=6 (repeatable)")
     ap.add_argument("--dvae-prior", default=VEMS["dvae-vem"][0], help="prior of DVAE-VEM (name or path)")
     ap.add_argument("--vae-prior", default=VEMS["vae-vem"][0], help="prior of VAE-VEM (name or path)")
-    ap.add_argument("--joint-priors", nargs="+", default=list(JOINT_PRIORS), metavar="PRIOR",
-                    help=f"priors of the joint VEM (names or paths; default {' '.join(JOINT_PRIORS)})")
+    ap.add_argument("--joint-priors", nargs="+", default=list(VEMS["joint-vem"]), metavar="PRIOR",
+                    help=f"priors of the joint VEM (names or paths; default {' '.join(VEMS['joint-vem'])})")
     ap.add_argument("--ship-nmf", action="store_true",
                     help=f"learn the NMF speech basis on the training split and write data/priors/{NMF_PRIOR_NAME}.pt")
     ap.add_argument("--json", type=Path, metavar="FILE", help="write the table and the per-mixture scores")
