@@ -16,10 +16,10 @@ from mixdvae.audio import STFT, write_audio
 from mixdvae.audio.enhance import NMFBasis
 from mixdvae.audio.metrics import si_sdr
 from mixdvae.audio.separate import (
+    STACKS,
     SeparateConfig,
     SourceBank,
     StackedDKF,
-    StackedSRNN,
     additive_posterior,
     e_w,
     marginal_w,
@@ -159,7 +159,7 @@ def tiny_dkf(bins: int, seed: int) -> DKF:
 def test_stacked_priors_equal_each_prior_step_by_step(kind):
     make = tiny_dkf if kind == "dkf" else tiny_srnn
     priors = [make(20, 1), make(20, 2)]
-    stack = (StackedDKF if kind == "dkf" else StackedSRNN)(priors, "cpu")
+    stack = STACKS[kind](priors, "cpu")
     gen = torch.Generator().manual_seed(3)
     power = torch.rand(2, 3, 9, 20, generator=gen) * torch.exp(stack.x_mean[:, None])
     z = torch.randn(2, 3, 9, 3, generator=gen)
