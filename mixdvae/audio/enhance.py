@@ -301,6 +301,8 @@ class DVAESpeech(SpeechModel):
     def start(self, P, mask):
         B = P.shape[0]
         self.lengths = mask.sum(1)
+        # the decoder is frame-wise given its inputs: it runs on the valid frames only (None: all are valid)
+        self.frames = None if bool(mask.all()) else mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat (b, t)
         self.weights = {
             f"{prefix}.{name}": p.detach().unsqueeze(0).repeat(B, *([1] * p.dim())).requires_grad_()
             for prefix, module in self._tuned_modules().items() for name, p in module.named_parameters()
@@ -370,27 +372,34 @@ class DVAESpeech(SpeechModel):
         return q_mean + q_var.sqrt() * eps.permute(1, 0, 2).unsqueeze(1), q_mean, q_var
 
     def _decode(self, z):
-        """``V_s`` (S, B, T, F) and the prior ``p(z_t | ...)`` mean and variance (S, B, T, Z) of latents z."""
+        """``V_s`` (S, B, T, F) and the prior ``p(z_t | ...)`` mean and variance (S, B, T, Z) of latents z. The
+        networks see the valid frames only (``self.frames``); padded frames get V_s = 1 and p = N(0, 1)."""
         m, c = self.model, self.context
         S, B, T, Z = z.shape
-        flat = z.reshape(S * B, T, Z)
+
+        def pack(t, samples=False):  # (S, B, T, ...) if samples else (B, T, ...) -> (S, N, ...), N valid frames
+            t = t if samples else t.unsqueeze(0).expand(S, *t.shape)
+            t = t.reshape(S, B * T, *t.shape[3:])
+            return t if self.frames is None else t[:, self.frames]
+
+        def unpack(t, fill: float):  # (S, N, D) -> (S, B, T, D)
+            if self.frames is not None:
+                t = t.new_full((S, B * T, t.shape[-1]), fill).index_copy(1, self.frames, t)
+            return t.reshape(S, B, T, -1)
+
+        zs = pack(z, samples=True)
         if self.name == "vae":
-            _, var = m._decode(flat, None, None)
-            return var.reshape(S, B, T, -1), torch.zeros_like(z), torch.ones_like(z)
-
-        def rep(t):
-            return t.unsqueeze(0).expand(S, *t.shape).reshape(S * B, *t.shape[1:])
-
-        z_shift = torch.cat([torch.zeros_like(flat[:, :1]), flat[:, :-1]], 1)
+            _, var = m._decode(zs, None, None)
+            return unpack(var, 1.0), torch.zeros_like(z), torch.ones_like(z)
+        z_shift = pack(torch.cat([torch.zeros_like(z[:, :, :1]), z[:, :, :-1]], 2), samples=True)
         if self.name == "srnn":
-            h = rep(c["h"])
-            _, var = m._decode(h, flat, rep(c["x_prev"]), rep(c["n"]))
+            h = pack(c["h"])
+            _, var = m._decode(h, zs, pack(c["x_prev"]), pack(c["n"]))
             p_mean, p_var = m.prior_z(torch.cat([h, z_shift], -1))
         else:
-            _, var = m._decode(flat, rep(c["x_prev"]), rep(c["n"]))
-            p_mean, p_var = m._prior(z_shift, rep(c["e_prev"]))
-        shape = (S, B, T, -1)
-        return var.reshape(shape), p_mean.reshape(shape), p_var.reshape(shape)
+            _, var = m._decode(zs, pack(c["x_prev"]), pack(c["n"]))
+            p_mean, p_var = m._prior(z_shift, pack(c["e_prev"]))
+        return unpack(var, 1.0), unpack(p_mean, 0.0), unpack(p_var, 1.0)
 
     def e_step(self, P, g, Vb, mask, key):
         """Adam steps on the tuned weights; the variances of the last step's sample (drawn before its update)

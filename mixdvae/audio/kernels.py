@@ -17,7 +17,8 @@ the kernels use NumPy's error model (Python's, the default, checks every divisio
 by floored variances or are guarded).
 
 The variance of bin (f, t) for sample s is ``Vx = max(g_t Vs_sft + (W H)_ft, floor)``; padded frames (``valid``
-False) count nowhere and keep their H and g.
+False) count nowhere and keep their H (up to the column normalisation) and g, and the loops stop at an utterance's
+last valid frame (a batch of utterances of different lengths pays for the frames it has, not for the padding).
 
 The E-step's posterior recursion (:func:`posterior_recursion`): one frame's products are far too small for torch's
 per-call overhead (seven calls per frame), so the frame loop runs here.
@@ -42,23 +43,23 @@ def _ratio(num: float, den: float) -> float:
 
 
 @nb.njit(cache=True, fastmath=True, error_model="numpy")
-def _noise_row(W, H, f, wh) -> None:
-    """Row f of the noise variance, ``wh = (W H)_f`` (T,), into the given buffer."""
-    wh[:] = 0.0
+def _noise_row(W, H, f, T, wh) -> None:
+    """Row f of the noise variance over the first T frames, ``wh = (W H)_f``, into the given buffer."""
+    wh[:T] = 0.0
     for k in range(W.shape[1]):
         w = W[f, k]
-        for t in range(H.shape[1]):
+        for t in range(T):
             wh[t] += w * H[k, t]
 
 
 @nb.njit(cache=True, fastmath=True, error_model="numpy")
-def _row(P, Vs, W, H, g, m, f, floor, wh, a, b) -> None:
+def _row(P, Vs, W, H, g, m, f, floor, T, wh, a, b) -> None:
     """Row f of the noise variance ``wh = (W H)_f`` and of the masked moments ``a = sum_s P / Vx^2``,
-    ``b = sum_s 1 / Vx`` (each (T,), written into the given buffers; ``m`` (T,) 1 for valid frames, 0 else)."""
-    T = P.shape[1]
-    _noise_row(W, H, f, wh)
-    a[:] = 0.0
-    b[:] = 0.0
+    ``b = sum_s 1 / Vx`` over the first T frames (written into the given buffers; ``m`` (T,) 1 for valid frames,
+    0 else)."""
+    _noise_row(W, H, f, T, wh)
+    a[:T] = 0.0
+    b[:T] = 0.0
     for s in range(Vs.shape[0]):
         for t in range(T):
             inv = ONE / max(g[t] * Vs[s, f, t] + wh[t], floor)
@@ -70,13 +71,14 @@ def _row(P, Vs, W, H, g, m, f, floor, wh, a, b) -> None:
 
 
 @nb.njit(cache=True, fastmath=True, error_model="numpy")
-def _round(P, Vs, W, H, g, m, floor, uses_gain, wh, a, b, num_kt, den_kt) -> None:
-    """One round for one utterance (see :func:`m_step_rounds`); the others are work buffers."""
-    S, F, T = Vs.shape
+def _round(P, Vs, W, H, g, m, floor, T, uses_gain, wh, a, b, num_kt, den_kt) -> None:
+    """One round for one utterance over its first T frames (see :func:`m_step_rounds`); the others are work
+    buffers."""
+    S, F = Vs.shape[0], Vs.shape[1]
     K = W.shape[1]
     # W: row f of W H depends on row f of W only, so each row is updated as soon as its sums are complete
     for f in range(F):
-        _row(P, Vs, W, H, g, m, f, floor, wh, a, b)
+        _row(P, Vs, W, H, g, m, f, floor, T, wh, a, b)
         for k in range(K):
             num = 0.0
             den = 0.0
@@ -85,10 +87,10 @@ def _round(P, Vs, W, H, g, m, floor, uses_gain, wh, a, b, num_kt, den_kt) -> Non
                 den += b[t] * H[k, t]
             W[f, k] = max(W[f, k] * _ratio(num, den), TINY)
     # H, from the new W
-    num_kt[:] = 0.0
-    den_kt[:] = 0.0
+    num_kt[:, :T] = 0.0
+    den_kt[:, :T] = 0.0
     for f in range(F):
-        _row(P, Vs, W, H, g, m, f, floor, wh, a, b)
+        _row(P, Vs, W, H, g, m, f, floor, T, wh, a, b)
         for k in range(K):
             w = W[f, k]
             for t in range(T):
@@ -97,7 +99,7 @@ def _round(P, Vs, W, H, g, m, floor, uses_gain, wh, a, b, num_kt, den_kt) -> Non
     for k in range(K):
         for t in range(T):
             H[k, t] = max(H[k, t] * _ratio(num_kt[k, t], den_kt[k, t]), TINY)
-    # unit-sum columns of W (W H unchanged)
+    # unit-sum columns of W (W H unchanged, padded frames included)
     for k in range(K):
         norm = 0.0
         for f in range(F):
@@ -105,16 +107,16 @@ def _round(P, Vs, W, H, g, m, floor, uses_gain, wh, a, b, num_kt, den_kt) -> Non
         norm = max(norm, TINY)
         for f in range(F):
             W[f, k] = W[f, k] / norm
-        for t in range(T):
+        for t in range(H.shape[1]):
             H[k, t] = H[k, t] * norm
     if not uses_gain:
         return
     # g: sums over the bins of P Vs / Vx^2 and Vs / Vx (num_kt[0], den_kt[0] reused as (T,) accumulators)
     num_t, den_t = num_kt[0], den_kt[0]
-    num_t[:] = 0.0
-    den_t[:] = 0.0
+    num_t[:T] = 0.0
+    den_t[:T] = 0.0
     for f in range(F):
-        _noise_row(W, H, f, wh)
+        _noise_row(W, H, f, T, wh)
         for s in range(S):
             for t in range(T):
                 vs = Vs[s, f, t]
@@ -139,8 +141,11 @@ def m_step_rounds(P, Vs, W, H, g, valid, floor, rounds: int, uses_gain: bool) ->
     for u in range(B):
         m = valid[u].astype(dtype)
         fl = np.float32(floor[u])
+        end = T  # the frames after the last valid one count nowhere: the loops stop there
+        while end > 0 and not valid[u, end - 1]:
+            end -= 1
         for _ in range(rounds):
-            _round(P[u], Vs[u], W[u], H[u], g[u], m, fl, uses_gain, wh, a, b, num_kt, den_kt)
+            _round(P[u], Vs[u], W[u], H[u], g[u], m, fl, end, uses_gain, wh, a, b, num_kt, den_kt)
 
 
 @nb.njit(cache=True, fastmath=True, error_model="numpy")
