@@ -24,6 +24,7 @@ from mixdvae.audio.enhance import (
     speech_model,
 )
 from mixdvae.audio.metrics import si_sdr
+from mixdvae.audio.stft import DEFAULT_STFT
 from mixdvae.dvae import DKF, SRNN
 from mixdvae.dvae.vae import VAE
 from mixdvae.errors import ConfigError, UsageError
@@ -169,6 +170,24 @@ def test_dkf_encoder_runs_once_per_batch_and_the_srnns_every_iteration(srnn):
         finally:
             hook.remove()
         assert len(calls) == expected, prior.config["model"]
+
+
+@pytest.mark.parametrize("model", ["srnn", "dkf"])
+def test_decoder_runs_on_the_valid_frames_of_a_batch_only(srnn, model):
+    """Utterances of different lengths share a batch, padded; the decoder sees the frames they have, not the
+    padding (and the batch still equals one by one: test_batched_equals_one_by_one)."""
+    prior = srnn if model == "srnn" else DKF({**srnn.config, "model": "dkf"}).eval()
+    waves = [speech_like(prior, s, seed) + white_noise(int(s * RATE), seed + 3, 0.05) for s, seed in ((1.2, 1), (0.5, 2))]
+    frames = sum(DEFAULT_STFT.n_frames(len(w)) for w in waves)
+    rows = []
+    hook = prior.decoder[0].register_forward_hook(lambda module, args, out: rows.append(args[0].shape[:-1].numel()))
+    try:
+        config = EnhanceConfig(iterations=3, samples=1, wiener_samples=2)
+        enhance(waves, prior, config)
+    finally:
+        hook.remove()
+    # the warm-up's draw, one per iteration, the output's two draws
+    assert sum(rows) == (1 + config.iterations + config.wiener_samples) * frames
 
 
 def test_noise_warmup_fits_the_noise_before_the_first_e_step(srnn):
