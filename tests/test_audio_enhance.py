@@ -177,7 +177,8 @@ def test_decoder_runs_on_the_valid_frames_of_a_batch_only(srnn, model):
     """Utterances of different lengths share a batch, padded; the decoder sees the frames they have, not the
     padding (and the batch still equals one by one: test_batched_equals_one_by_one)."""
     prior = srnn if model == "srnn" else DKF({**srnn.config, "model": "dkf"}).eval()
-    waves = [speech_like(prior, s, seed) + white_noise(int(s * RATE), seed + 3, 0.05) for s, seed in ((1.2, 1), (0.5, 2))]
+    waves = [speech_like(prior, s, seed) + white_noise(int(s * RATE), seed + 3, 0.05)
+             for s, seed in ((1.2, 1), (0.5, 2))]
     frames = sum(DEFAULT_STFT.n_frames(len(w)) for w in waves)
     rows = []
     hook = prior.decoder[0].register_forward_hook(lambda module, args, out: rows.append(args[0].shape[:-1].numel()))
