@@ -99,9 +99,10 @@ def test_nmf_updates_never_increase_the_is_cost():
     assert torch.isfinite(H).all() and torch.isfinite(g).all()
 
 
-@pytest.mark.parametrize("uses_gain", [True, False])
-def test_numba_m_step_equals_the_torch_updates(uses_gain):
-    """The fused Numba rounds (the CPU path) reproduce nmf_step + update_gain, padded frames included."""
+@pytest.mark.parametrize("uses_gain, weights", [(True, None), (False, None), (True, (1.5, 0.5))])
+def test_numba_m_step_equals_the_torch_updates(uses_gain, weights):
+    """The fused Numba rounds (the CPU path) reproduce nmf_step + update_gain, padded frames included, with the
+    draws weighted or not."""
     gen = torch.Generator().manual_seed(5)
     B, K, T = 3, 4, 40
     P = torch.rand(B, F, T, generator=gen) ** 3 * 5 + 1e-4
@@ -112,14 +113,18 @@ def test_numba_m_step_equals_the_torch_updates(uses_gain):
     W, H = nmf.random_init(B, F, K, T, gen)
     g = torch.rand(B, T, generator=gen) + 0.5
     floor = torch.full((B, 1, 1), 1e-3)
-    expected = _m_step(P, Vs, W, H, g, mask, floor, 8, uses_gain, backend="torch")
-    got = _m_step(P, Vs, W, H, g, mask, floor, 8, uses_gain, backend="numba")
+    weights = None if weights is None else torch.tensor(weights)
+    expected = _m_step(P, Vs, W, H, g, mask, floor, 8, uses_gain, weights, backend="torch")
+    got = _m_step(P, Vs, W, H, g, mask, floor, 8, uses_gain, weights, backend="numba")
     for e, o in zip(expected, got):
         torch.testing.assert_close(o, e, rtol=1e-4, atol=1e-9)
     assert not torch.equal(got[1], H)  # the rounds did move the activations
     torch.testing.assert_close(got[2][1, 25:], g[1, 25:])  # padded frames keep their gain
     if not uses_gain:
         torch.testing.assert_close(got[2], g)
+    if weights is not None:  # the weights matter
+        plain = _m_step(P, Vs, W, H, g, mask, floor, 8, uses_gain, backend="numba")
+        assert not torch.allclose(plain[1], got[1], rtol=1e-3)
 
 
 def test_numba_posterior_recursion_equals_torch():
@@ -264,6 +269,10 @@ def test_default_config_by_kind_of_prior(srnn):
         default_config(srnn, m_steps=0)
     assert default_config([srnn, VAE(tiny_config())]).lr == EnhanceConfig.lr  # a joint: the settings shared only
     assert default_config([srnn, srnn]).lr == 1e-2
+    dkf = DKF({**srnn.config, "model": "dkf"})
+    assert default_config([dkf, VAE(tiny_config())]).member_weights == (2.0, 1.0)  # MEMBER_WEIGHTS by kind
+    assert default_config([dkf, srnn], member_weights=(1, 1)).member_weights == (1.0, 1.0)
+    assert default_config(dkf).member_weights is None
 
 
 def test_joint_of_one_prior_twice_equals_the_prior_alone(srnn):
@@ -276,6 +285,27 @@ def test_joint_of_one_prior_twice_equals_the_prior_alone(srnn):
     joint = enhance(noisy, [srnn, srnn], config)
     np.testing.assert_allclose(joint.enhanced[0], alone.enhanced[0], atol=1e-4 * np.abs(noisy).max())
     np.testing.assert_allclose(joint.cost, alone.cost, rtol=1e-4)
+
+
+def test_joint_member_weights_count_like_repeated_members(srnn):
+    """member_weights (2, 1) pool the first prior's posterior twice: the same as that prior given twice with equal
+    weights (identical members draw identical variances); a negligible weight leaves the other member alone."""
+    vae = VAE(tiny_config()).eval()
+    noisy = speech_like(srnn, 1.0, seed=25) + white_noise(RATE, 26, 0.05)
+    config = EnhanceConfig(iterations=3)
+    weighted = enhance(noisy, [srnn, vae], EnhanceConfig(iterations=3, member_weights=(2, 1)))
+    repeated = enhance(noisy, [srnn, srnn, vae], config)
+    scale = np.abs(noisy).max()
+    np.testing.assert_allclose(weighted.enhanced[0], repeated.enhanced[0], atol=1e-4 * scale)
+    np.testing.assert_allclose(weighted.cost, repeated.cost, rtol=1e-4)
+    equal = enhance(noisy, [srnn, vae], config).enhanced[0]
+    assert np.abs(weighted.enhanced[0] - equal).max() > 1e-3 * scale
+    only_first = enhance(noisy, [srnn, vae], EnhanceConfig(iterations=3, member_weights=(1, 1e-6))).enhanced[0]
+    np.testing.assert_allclose(only_first, enhance(noisy, srnn, config).enhanced[0], atol=1e-3 * scale)
+    with pytest.raises(ConfigError, match="member_weights"):
+        enhance(noisy, [srnn, vae], EnhanceConfig(member_weights=(1, 1, 1)))
+    with pytest.raises(ConfigError, match="member_weights"):
+        EnhanceConfig(member_weights=(1, 0))
 
 
 def test_joint_pools_each_members_draws_in_order(srnn):

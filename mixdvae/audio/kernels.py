@@ -8,7 +8,8 @@ products of the torch version (which stays the reference and the CUDA path; a te
 Arrays (one utterance at a time, float32, updated in place; every loop runs over contiguous frames, so that
 LLVM vectorises it)::
 
-    P (F, T) noisy power, Vs (S, F, T) speech variances (S samples), W (F, K), H (K, T), g (T,), valid (T,) bool
+    P (F, T) noisy power, Vs (S, F, T) speech variances (S samples), W (F, K), H (K, T), g (T,), valid (T,) bool,
+    weights (S,) the weight of each sample in the sums (1 each but in a weighted joint VEM)
 
 Two things let LLVM vectorise those loops, and it takes both (in a micro-benchmark either alone left the time
 unchanged; together they halve it): every per-utterance slice is C-contiguous (the batch axis comes first, so ``Vs``
@@ -53,32 +54,33 @@ def _noise_row(W, H, f, T, wh) -> None:
 
 
 @nb.njit(cache=True, fastmath=True, error_model="numpy")
-def _row(P, Vs, W, H, g, m, f, floor, T, wh, a, b) -> None:
-    """Row f of the noise variance ``wh = (W H)_f`` and of the masked moments ``a = sum_s P / Vx^2``,
-    ``b = sum_s 1 / Vx`` over the first T frames (written into the given buffers; ``m`` (T,) 1 for valid frames,
+def _row(P, Vs, W, H, g, m, weights, f, floor, T, wh, a, b) -> None:
+    """Row f of the noise variance ``wh = (W H)_f`` and of the masked moments ``a = sum_s w_s P / Vx^2``,
+    ``b = sum_s w_s / Vx`` over the first T frames (written into the given buffers; ``m`` (T,) 1 for valid frames,
     0 else)."""
     _noise_row(W, H, f, T, wh)
     a[:T] = 0.0
     b[:T] = 0.0
     for s in range(Vs.shape[0]):
+        ws = weights[s]
         for t in range(T):
             inv = ONE / max(g[t] * Vs[s, f, t] + wh[t], floor)
-            b[t] += inv
-            a[t] += P[f, t] * inv * inv
+            b[t] += ws * inv
+            a[t] += ws * P[f, t] * inv * inv
     for t in range(T):
         a[t] *= m[t]
         b[t] *= m[t]
 
 
 @nb.njit(cache=True, fastmath=True, error_model="numpy")
-def _round(P, Vs, W, H, g, m, floor, T, uses_gain, wh, a, b, num_kt, den_kt) -> None:
+def _round(P, Vs, W, H, g, m, weights, floor, T, uses_gain, wh, a, b, num_kt, den_kt) -> None:
     """One round for one utterance over its first T frames (see :func:`m_step_rounds`); the others are work
     buffers."""
     S, F = Vs.shape[0], Vs.shape[1]
     K = W.shape[1]
     # W: row f of W H depends on row f of W only, so each row is updated as soon as its sums are complete
     for f in range(F):
-        _row(P, Vs, W, H, g, m, f, floor, T, wh, a, b)
+        _row(P, Vs, W, H, g, m, weights, f, floor, T, wh, a, b)
         for k in range(K):
             num = 0.0
             den = 0.0
@@ -90,7 +92,7 @@ def _round(P, Vs, W, H, g, m, floor, T, uses_gain, wh, a, b, num_kt, den_kt) -> 
     num_kt[:, :T] = 0.0
     den_kt[:, :T] = 0.0
     for f in range(F):
-        _row(P, Vs, W, H, g, m, f, floor, T, wh, a, b)
+        _row(P, Vs, W, H, g, m, weights, f, floor, T, wh, a, b)
         for k in range(K):
             w = W[f, k]
             for t in range(T):
@@ -118,21 +120,22 @@ def _round(P, Vs, W, H, g, m, floor, T, uses_gain, wh, a, b, num_kt, den_kt) -> 
     for f in range(F):
         _noise_row(W, H, f, T, wh)
         for s in range(S):
+            ws = weights[s]
             for t in range(T):
                 vs = Vs[s, f, t]
                 inv = ONE / max(g[t] * vs + wh[t], floor)
-                den_t[t] += vs * inv * m[t]
-                num_t[t] += P[f, t] * vs * inv * inv * m[t]
+                den_t[t] += ws * vs * inv * m[t]
+                num_t[t] += ws * P[f, t] * vs * inv * inv * m[t]
     for t in range(T):
         g[t] = max(g[t] * _ratio(num_t[t], den_t[t]), TINY)
 
 
 @nb.njit(cache=True, error_model="numpy")
-def m_step_rounds(P, Vs, W, H, g, valid, floor, rounds: int, uses_gain: bool) -> None:
+def m_step_rounds(P, Vs, W, H, g, valid, floor, weights, rounds: int, uses_gain: bool) -> None:
     """``rounds`` rounds of the enhancement M-step for a batch, in place: ``P`` (B, F, T), ``Vs`` (B, S, F, T),
     ``W`` (B, F, K), ``H`` (B, K, T), ``g`` (B, T), ``valid`` (B, T) bool, ``floor`` (B,) the variance floor of
-    each utterance. Each round: W, H, the column normalisation, then g (when ``uses_gain``), as
-    :func:`mixdvae.audio.nmf.nmf_step` and :func:`mixdvae.audio.nmf.update_gain`."""
+    each utterance, ``weights`` (S,) of the samples. Each round: W, H, the column normalisation, then g (when
+    ``uses_gain``), as :func:`mixdvae.audio.nmf.nmf_step` and :func:`mixdvae.audio.nmf.update_gain`."""
     B, F, T = P.shape
     K = W.shape[2]
     dtype = P.dtype
@@ -145,7 +148,7 @@ def m_step_rounds(P, Vs, W, H, g, valid, floor, rounds: int, uses_gain: bool) ->
         while end > 0 and not valid[u, end - 1]:
             end -= 1
         for _ in range(rounds):
-            _round(P[u], Vs[u], W[u], H[u], g[u], m, fl, end, uses_gain, wh, a, b, num_kt, den_kt)
+            _round(P[u], Vs[u], W[u], H[u], g[u], m, weights, fl, end, uses_gain, wh, a, b, num_kt, den_kt)
 
 
 @nb.njit(cache=True, fastmath=True, error_model="numpy")
@@ -191,6 +194,6 @@ def warm_up() -> None:
     f32 = np.float32
     P = np.ones((1, 2, 3), f32)
     m_step_rounds(P, np.ones((1, 1, 2, 3), f32), np.ones((1, 2, 1), f32), np.ones((1, 1, 3), f32),
-                  np.ones((1, 3), f32), np.ones((1, 3), np.bool_), np.ones(1, f32), 1, True)
+                  np.ones((1, 3), f32), np.ones((1, 3), np.bool_), np.ones(1, f32), np.ones(1, f32), 1, True)
     posterior_recursion(np.zeros((1, 3, 2), f32), np.zeros((1, 1, 2), f32), np.zeros((1, 2, 2), f32),
                         np.zeros((1, 1, 2), f32), np.zeros((3, 1, 1), f32), -1.0, 1.0, np.zeros((1, 1, 3, 1), f32))

@@ -37,22 +37,30 @@ def valid_mask(P: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return mask.to(device=P.device, dtype=P.dtype).unsqueeze(1)
 
 
-def is_cost(P: torch.Tensor, V: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def is_cost(P: torch.Tensor, V: torch.Tensor, mask: torch.Tensor | None = None,
+            weights: torch.Tensor | None = None) -> torch.Tensor:
     """Negative log-likelihood ``sum P / V + log V`` (nats, without the constant) of each utterance, (B,).
 
-    ``P`` (B, F, T); ``V`` (..., B, F, T), leading axes (samples) summed; padded frames left out."""
+    ``P`` (B, F, T); ``V`` (S, B, F, T) or (B, F, T), samples summed (weighted by ``weights`` (S,) if given);
+    padded frames left out."""
     m = valid_mask(P, mask)
     per_bin = (P / V + torch.log(V)) * m
-    return per_bin.sum(dim=(-2, -1)).reshape(-1, P.shape[0]).sum(0)
+    per_sample = per_bin.sum(dim=(-2, -1)).reshape(-1, P.shape[0])  # (S, B)
+    return (per_sample if weights is None else per_sample * weights.reshape(-1, 1)).sum(0)
 
 
-def _moments(P: torch.Tensor, Vx: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``sum_s P V_x^-2`` and ``sum_s V_x^-1`` over the leading sample axes, masked, each (B, F, T).
+def _moments(P: torch.Tensor, Vx: torch.Tensor, m: torch.Tensor,
+             weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sum_s w_s P V_x^-2`` and ``sum_s w_s V_x^-1`` over the leading sample axes, masked, each (B, F, T);
+    ``weights`` (S,) weigh the samples of a single leading axis (default: all 1).
 
     ``Vx`` is the caller's temporary and is overwritten: the updates are memory-bound, so every pass over the
     (B, F, T) arrays saved counts (three here)."""
     inv = Vx.reciprocal_()
     lead = tuple(range(Vx.dim() - 3))
+    if lead and weights is not None:
+        weighted = inv * weights.reshape(-1, 1, 1, 1)  # w / Vx
+        return (P * inv).mul_(weighted).sum(dim=lead).mul_(m), weighted.sum(dim=lead).mul_(m)
     if lead:
         a = (P * inv).mul_(inv).sum(dim=lead).mul_(m)
         return a, inv.sum(dim=lead).mul_(m)
@@ -67,18 +75,20 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, torch.sqrt(num.clamp(min=0) / torch.where(ok, den, 1.0)).clamp(min=TINY), 1.0)
 
 
-def update_W(P, V0, W, H, mask=None, floor: float = FLOOR) -> torch.Tensor:
-    """One multiplicative update of ``W`` (B, F, K) for ``V_x = V0 + W H``; returns the new W."""
+def update_W(P, V0, W, H, mask=None, floor: float = FLOOR, weights=None) -> torch.Tensor:
+    """One multiplicative update of ``W`` (B, F, K) for ``V_x = V0 + W H`` (``V0`` (S, B, F, T) samples weighted
+    by ``weights`` (S,), or (B, F, T)); returns the new W."""
     Vx = torch.add(V0, W @ H).clamp_(min=floor)
-    a, b = _moments(P, Vx, valid_mask(P, mask))
+    a, b = _moments(P, Vx, valid_mask(P, mask), weights)
     Ht = H.transpose(-1, -2)
     return (W * _ratio(a @ Ht, b @ Ht)).clamp(min=TINY)
 
 
-def update_H(P, V0, W, H, mask=None, floor: float = FLOOR) -> torch.Tensor:
-    """One multiplicative update of ``H`` (B, K, T) for ``V_x = V0 + W H``; padded frames keep their H."""
+def update_H(P, V0, W, H, mask=None, floor: float = FLOOR, weights=None) -> torch.Tensor:
+    """One multiplicative update of ``H`` (B, K, T) for ``V_x = V0 + W H`` (``V0`` and ``weights`` as in
+    :func:`update_W`); padded frames keep their H."""
     Vx = torch.add(V0, W @ H).clamp_(min=floor)
-    a, b = _moments(P, Vx, valid_mask(P, mask))
+    a, b = _moments(P, Vx, valid_mask(P, mask), weights)
     Wt = W.transpose(-1, -2)
     return (H * _ratio(Wt @ a, Wt @ b)).clamp(min=TINY)
 
@@ -90,14 +100,17 @@ def normalise_columns(W: torch.Tensor, H: torch.Tensor) -> tuple[torch.Tensor, t
     return W / norm, H * norm.transpose(-1, -2)
 
 
-def update_gain(P, Vs, Vb, g, mask=None, floor: float = FLOOR) -> torch.Tensor:
+def update_gain(P, Vs, Vb, g, mask=None, floor: float = FLOOR, weights=None) -> torch.Tensor:
     """One multiplicative update of the per-frame gain ``g`` (B, T) of ``V_x = g V_s + V_b``.
 
-    ``Vs`` (..., B, F, T) speech variance (leading sample axes summed over), ``Vb`` (B, F, T) noise variance."""
+    ``Vs`` (..., B, F, T) speech variance (leading sample axes summed over; a single one weighted by
+    ``weights`` (S,) if given), ``Vb`` (B, F, T) noise variance."""
     gs = g.unsqueeze(-2)  # (B, 1, T)
     inv = torch.addcmul(Vb, gs, Vs).clamp_(min=floor).reciprocal_()  # 1 / Vx
     den = Vs * inv
-    num = (P * den).mul_(inv)  # P Vs / Vx^2
+    if weights is not None:
+        den.mul_(weights.reshape(-1, 1, 1, 1))  # w Vs / Vx
+    num = (P * den).mul_(inv)  # (w) P Vs / Vx^2
     lead = tuple(range(Vs.dim() - 3))
     if lead:
         num, den = num.sum(dim=lead), den.sum(dim=lead)
@@ -106,12 +119,12 @@ def update_gain(P, Vs, Vb, g, mask=None, floor: float = FLOOR) -> torch.Tensor:
     return (g * ratio).clamp(min=TINY)
 
 
-def nmf_step(P, V0, W, H, mask=None, update_basis: bool = True, floor: float = FLOOR):
+def nmf_step(P, V0, W, H, mask=None, update_basis: bool = True, floor: float = FLOOR, weights=None):
     """One round of updates of ``V_x = V0 + W H``: W (when ``update_basis``), then H, then the column
-    normalisation of W. Returns ``(W, H)``."""
+    normalisation of W (``V0`` and ``weights`` as in :func:`update_W`). Returns ``(W, H)``."""
     if update_basis:
-        W = update_W(P, V0, W, H, mask, floor)
-    H = update_H(P, V0, W, H, mask, floor)
+        W = update_W(P, V0, W, H, mask, floor, weights)
+    H = update_H(P, V0, W, H, mask, floor, weights)
     if update_basis:
         W, H = normalise_columns(W, H)
     return W, H
