@@ -405,6 +405,15 @@ def test_enhance_tool_runs_a_joint_of_priors(tool_files, capsys):
     prior = str(tool_files / "prior.pt")
     assert run_tool([str(tool_files / "a.wav"), "--out", str(out), "--prior", prior, prior]) == 0
     assert (out / "a_enhanced.wav").is_file()
+    joint = [str(tool_files / "a.wav"), "--prior", prior, prior, "--out"]
+    weighted = tool_files / "out_joint_weighted"
+    assert run_tool([*joint, str(weighted), "--weights", "3", "1"]) == 0
+    assert (weighted / "a_enhanced.wav").is_file()
+    capsys.readouterr()
+    for weights in (["1"], ["1", "0"], ["1", "1", "1"]):
+        bad = tool_files / "out_bad_weights"
+        assert run_tool([*joint, str(bad), "--weights", *weights]) == 2
+        assert "--weights" in capsys.readouterr().err and not bad.exists()
     out = tool_files / "out_nmf_joint"
     assert run_tool([str(tool_files / "a.wav"), "--out", str(out), "--prior", "nmf", prior]) == 2
     assert "joint VEM" in capsys.readouterr().err and not out.exists()

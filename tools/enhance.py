@@ -52,6 +52,9 @@ def parse_args(argv=None):
                     help=f"speech prior(s): dkf_speech or srnn_speech (DVAE-VEM), vae_speech (VAE-VEM), nmf (NMF-VEM) "
                          f"or a checkpoint path; several DVAE/VAE priors run as one joint VEM (default: "
                          f"{' '.join(JOINT_PRIORS)})")
+    ap.add_argument("--weights", nargs="+", type=float, metavar="W",
+                    help="a joint VEM: the weight of each prior's posterior in the pooled speech model, in the order "
+                         "of --prior (default: 2 for a DKF, 1 for the others; 1 1 pools them equally)")
     ap.add_argument("--clean", nargs="+", type=Path, metavar="REF", help="clean reference file(s) or a folder")
     ap.add_argument("--iterations", type=int, help=f"VEM iterations (default {EnhanceConfig.iterations})")
     ap.add_argument("--segment", type=float, metavar="SECONDS",
@@ -136,6 +139,11 @@ def main(argv=None) -> int:
     for f, r, x, s in zip(files, refs, noisy, clean, strict=True):
         if s is not None and len(s) != len(x):
             raise InputError(f"{r}: {len(s)} samples, but its noisy file {f} has {len(x)}")
+    if args.weights is not None:
+        if len(args.weights) != len(args.prior) or len(args.prior) < 2 or min(args.weights) <= 0:
+            raise UsageError(f"--weights {' '.join(f'{w:g}' for w in args.weights)}: one positive weight per prior of "
+                             f"a joint VEM ({len(args.prior)} prior(s) given)")
+        overrides["member_weights"] = tuple(args.weights)
     priors = [load_speech_prior(name, device=args.device) for name in args.prior]
     prior = priors[0] if len(priors) == 1 else priors
     config = default_config(prior, **overrides)
