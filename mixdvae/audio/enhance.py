@@ -679,9 +679,9 @@ def _m_step(P, Vs, W, H, g, mask, floor, rounds: int, uses_gain: bool, weights=N
         from .kernels import m_step_rounds
 
         W, H, g = W.contiguous().clone(), H.contiguous().clone(), g.contiguous().clone()
-        ones = torch.ones(Vs.shape[0]) if weights is None else weights.to(torch.float32).contiguous()
+        per_draw = torch.ones(Vs.shape[0]) if weights is None else weights.to(torch.float32).contiguous()
         m_step_rounds(P.contiguous().numpy(), Vs.transpose(0, 1).contiguous().numpy(), W.numpy(), H.numpy(), g.numpy(),
-                      mask.numpy(), floor.reshape(-1).numpy(), ones.numpy(), rounds, uses_gain)
+                      mask.numpy(), floor.reshape(-1).numpy(), per_draw.numpy(), rounds, uses_gain)
         return W, H, g
     for _ in range(rounds):
         W, H = nmf.nmf_step(P, g.unsqueeze(1) * Vs, W, H, mask, True, floor, weights)
