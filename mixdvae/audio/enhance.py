@@ -12,8 +12,8 @@ model is swapped, the loop is the same:
   utterance: the prior object is never modified), maximising ``E_q[-sum P / V_x + log V_x] - KL(q(z) || p(z))``
   with a reparameterised sample; then ``samples`` draws of z (no gradient) give V_s.
 * **Joint priors** (a list of DVAE/VAE priors, :class:`JointSpeech`): each member runs its own E-Z against the
-  shared noise model and gain; the M-step and the output pool their draws (the speech posterior is the equal
-  mixture of the members').
+  shared noise model and gain; the M-step and the output pool their draws (the speech posterior is the mixture of
+  the members', weighted by ``member_weights``).
 * **NMF-VEM**: V_s = W_s H_s with a fixed speech basis ``W_s`` learned on clean speech
   (:func:`mixdvae.audio.nmf.learn_basis`); the E-step is the multiplicative update of the activations H_s
   (the gain is then redundant and stays 1).
@@ -239,7 +239,8 @@ class SpeechModel:
         """The current estimate of the clean speech power (B, F, T) (for autoregressive decoders)."""
 
     def draw_weights(self, draws: int) -> torch.Tensor | None:
-        """Weights (S,) of the ``draws`` samples of ``V_s`` in every average over them, mean 1; None: all 1."""
+        """Weights (S,) of the ``draws`` samples of ``V_s`` in every average over them (on the model's device),
+        mean 1; None: all 1."""
         return None
 
 
@@ -458,7 +459,7 @@ class JointSpeech(SpeechModel):
         weights = config.member_weights or (1.0,) * len(priors)
         if len(weights) != len(priors):
             raise ConfigError(f"enhance config: member_weights names {len(weights)} weight(s) for {len(priors)} priors")
-        self.weights = torch.tensor(weights) * len(weights) / sum(weights)  # (members,), mean 1
+        self.member_weights = torch.tensor(weights, device=device) * len(weights) / sum(weights)  # (members,), mean 1
         levels = [m.reference_log_power() for m in self.members]
         if max(levels) - min(levels) > 1e-3:
             raise UsageError(f"the priors of a joint VEM must share their level statistics (mean log-power "
@@ -483,9 +484,9 @@ class JointSpeech(SpeechModel):
 
     def draw_weights(self, draws):
         """Each member's weight on each of its draws (members x S draws, in the members' order)."""
-        if bool((self.weights == 1).all()):
+        if bool((self.member_weights == 1).all()):
             return None
-        return self.weights.repeat_interleave(draws // len(self.members))
+        return self.member_weights.repeat_interleave(draws // len(self.members))
 
 
 def _numba_applies(tensor: torch.Tensor) -> bool:
@@ -645,13 +646,13 @@ def enhance_spectrograms(X: torch.Tensor, mask: torch.Tensor, model: SpeechModel
     model.start(P, mask)
     if config.warmup_m_steps:
         Vs = model.variances(config.samples, (-1,)).clamp(min=floor)
-        weights = _draw_weights(model, Vs)
+        weights = model.draw_weights(len(Vs))
         W, H, g = _m_step(P, Vs, W, H, g, mask, floor, config.warmup_m_steps, model.uses_gain, weights)
     costs = []
     Vb = W @ H
     for iteration in range(config.iterations):
         Vs = model.e_step(P, g, Vb, mask, (iteration,)).clamp(min=floor)  # (S, B, F, T)
-        weights = _draw_weights(model, Vs)  # (S,) or None
+        weights = model.draw_weights(len(Vs))  # (S,) or None
         W, H, g = _m_step(P, Vs, W, H, g, mask, floor, config.m_steps, model.uses_gain, weights)
         Vb = W @ H
         speech = g.unsqueeze(1) * Vs
@@ -664,7 +665,7 @@ def enhance_spectrograms(X: torch.Tensor, mask: torch.Tensor, model: SpeechModel
     with torch.no_grad():
         Vs = model.variances(config.wiener_samples, (config.iterations,)).clamp(min=floor)
         gain = g.unsqueeze(1) * Vs
-        wiener = _draw_mean(gain / (gain + W @ H), _draw_weights(model, Vs))
+        wiener = _draw_mean(gain / (gain + W @ H), model.draw_weights(len(Vs)))
     S_hat = wiener * X
     _check_finite(S_hat.abs().sum((1, 2)), config.iterations)
     return S_hat, torch.stack(costs)
@@ -688,12 +689,6 @@ def _m_step(P, Vs, W, H, g, mask, floor, rounds: int, uses_gain: bool, weights=N
         if uses_gain:
             g = nmf.update_gain(P, Vs, W @ H, g, mask, floor, weights)
     return W, H, g
-
-
-def _draw_weights(model: SpeechModel, Vs: torch.Tensor) -> torch.Tensor | None:
-    """The model's weights of the draws of ``Vs`` (S, B, F, T), on its device (None: 1 each)."""
-    weights = model.draw_weights(Vs.shape[0])
-    return None if weights is None else weights.to(Vs)
 
 
 def _draw_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

@@ -113,7 +113,8 @@ def _round(P, Vs, W, H, g, m, weights, floor, T, uses_gain, wh, a, b, num_kt, de
             H[k, t] = H[k, t] * norm
     if not uses_gain:
         return
-    # g: sums over the bins of P Vs / Vx^2 and Vs / Vx (num_kt[0], den_kt[0] reused as (T,) accumulators)
+    # g: sums over the bins and samples of w P Vs / Vx^2 and w Vs / Vx (num_kt[0], den_kt[0] reused as (T,)
+    # accumulators)
     num_t, den_t = num_kt[0], den_kt[0]
     num_t[:T] = 0.0
     den_t[:T] = 0.0
