@@ -48,6 +48,13 @@ def srnn():
     return SRNN(tiny_config()).eval()
 
 
+@pytest.fixture(scope="module")
+def dkf(srnn):
+    """A tiny DKF of the SRNN's sizes (and level statistics)."""
+    torch.manual_seed(1)
+    return DKF({**srnn.config, "model": "dkf"}).eval()
+
+
 def speech_like(model, seconds: float, seed: int) -> np.ndarray:
     """A waveform drawn from the prior's speech variance (complex Gaussian STFT, inverse STFT), switched on and
     off every 0.25 s like words and pauses."""
@@ -161,10 +168,9 @@ def test_vem_improves_si_sdr_on_a_prior_sample_in_stationary_noise(srnn):
     assert result.cost[-1, 0] < result.cost[0, 0]  # the IS cost (monitored) went down
 
 
-def test_dkf_encoder_runs_once_per_batch_and_the_srnns_every_iteration(srnn):
+def test_dkf_encoder_runs_once_per_batch_and_the_srnns_every_iteration(srnn, dkf):
     """The DKF's encoder reads the noisy features only, so its LSTM runs once per batch; the SRNN's also reads
     the decoder's recurrence over the speech-power estimate, so it runs again after every iteration."""
-    dkf = DKF({**srnn.config, "model": "dkf"}).eval()
     clean = speech_like(dkf, 1.5, seed=1)
     noisy = clean + white_noise(len(clean), 2, float(np.sqrt(np.mean(clean**2))))
     for prior, expected in ((dkf, 1), (srnn, 1 + 5)):
@@ -178,10 +184,10 @@ def test_dkf_encoder_runs_once_per_batch_and_the_srnns_every_iteration(srnn):
 
 
 @pytest.mark.parametrize("model", ["srnn", "dkf"])
-def test_decoder_runs_on_the_valid_frames_of_a_batch_only(srnn, model):
+def test_decoder_runs_on_the_valid_frames_of_a_batch_only(srnn, dkf, model):
     """Utterances of different lengths share a batch, padded; the decoder sees the frames they have, not the
     padding (and the batch still equals one by one: test_batched_equals_one_by_one)."""
-    prior = srnn if model == "srnn" else DKF({**srnn.config, "model": "dkf"}).eval()
+    prior = srnn if model == "srnn" else dkf
     waves = [speech_like(prior, s, seed) + white_noise(int(s * RATE), seed + 3, 0.05)
              for s, seed in ((1.2, 1), (0.5, 2))]
     frames = sum(DEFAULT_STFT.n_frames(len(w)) for w in waves)
@@ -259,7 +265,7 @@ def test_prior_object_is_left_untouched(srnn):
         assert torch.equal(value, before[key]), key
 
 
-def test_default_config_by_kind_of_prior(srnn):
+def test_default_config_by_kind_of_prior(srnn, dkf):
     nmf_config = default_config(NMFBasis(torch.rand(F, 4) + 0.01, -9.0))
     assert (nmf_config.m_steps, nmf_config.warmup_m_steps) == (3, 0)
     vae_config = default_config(VAE(tiny_config()))
@@ -269,7 +275,6 @@ def test_default_config_by_kind_of_prior(srnn):
         default_config(srnn, m_steps=0)
     assert default_config([srnn, VAE(tiny_config())]).lr == EnhanceConfig.lr  # a joint: the settings shared only
     assert default_config([srnn, srnn]).lr == 1e-2
-    dkf = DKF({**srnn.config, "model": "dkf"})
     assert default_config([dkf, VAE(tiny_config())]).member_weights == (2.0, 1.0)  # MEMBER_WEIGHTS by kind
     assert default_config([dkf, srnn], member_weights=(1, 1)).member_weights == (1.0, 1.0)
     assert default_config(dkf).member_weights is None
