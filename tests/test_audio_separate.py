@@ -212,6 +212,19 @@ def test_batched_equals_one_by_one(mixture):
     assert all(np.isfinite(c).all() and len(c) == 3 for c in together.cost)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("mixture", ["per_bin", "additive"])
+def test_cuda_separation_matches_the_cpu(mixture):
+    """Same draws (made on the CPU), same VEM on the GPU: the sources agree to float32 rounding."""
+    priors = [tiny_srnn(65, 1), tiny_dkf(65, 2)]
+    config = SeparateConfig(iterations=3, segment=20, overlap=5, mixture=mixture, update_rho=True)
+    waves = _mixtures(2, 0.3, 4)
+    cpu = separate(waves, priors, config, setting=SMALL)
+    gpu = separate(waves, priors, config, device="cuda", setting=SMALL)
+    for a, b in zip(cpu.sources, gpu.sources, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize("sampling", ["gaussian", "mean", "tempered"])
 def test_never_nan_on_silence_padded_input(sampling):
     wave = np.zeros(int(0.2 * RATE), np.float32)

@@ -22,12 +22,14 @@ the joint VEM's paired differences to every other method, and DVAE-VEM's to VAE-
 excludes 0 is a difference the set resolves); real-time factor = CPU seconds of processing per audio second
 with ``torch.set_num_threads(1)`` (process CPU time: one core; another busy process on the machine still slows it
 through the shared caches and memory, so time the table alone; the VEMs process the set in batches of
-``EnhanceConfig.batch_size``).
+``EnhanceConfig.batch_size``). With ``--device cuda`` the VEMs run on the GPU and their real-time factor is wall
+seconds per audio second (the peers stay on the CPU).
 
 Examples:
     python tools/benchmark_enhance.py --json /tmp/enhance_bench.json
     python tools/benchmark_enhance.py --split val --methods dvae-vem vae-vem --iterations 60
     python tools/benchmark_enhance.py --pairs my_pairs/ --methods logmmse dvae-vem
+    python tools/benchmark_enhance.py --methods noisy joint-vem --device cuda --set batch_size=24
     python tools/benchmark_enhance.py --ship-nmf             # (re)learn and ship data/priors/nmf_speech.pt
 """
 
@@ -61,7 +63,7 @@ from mixdvae.audio.enhance import (
 from mixdvae.audio.io import AUDIO_SUFFIXES, MODEL_RATE
 from mixdvae.audio.metrics import Interval, estoi, mean_interval, pesq_wb, si_sdr
 from mixdvae.audio.mixing import mix_at_snr
-from mixdvae.cli import guarded, parser
+from mixdvae.cli import check_device, guarded, parser
 from mixdvae.config import dataclass_overrides, parse_override
 from mixdvae.dvae import PRIORS_DIR
 from mixdvae.errors import DataNotFoundError, UsageError
@@ -112,6 +114,9 @@ def parse_args(argv=None):
                     help=f"priors of the joint VEM (names or paths; default {' '.join(VEMS['joint-vem'])})")
     ap.add_argument("--ship-nmf", action="store_true",
                     help=f"learn the NMF speech basis on the training split and write data/priors/{NMF_PRIOR_NAME}.pt")
+    ap.add_argument("--device", default="cpu",
+                    help="device of the VEMs: cpu (default; RTF = CPU seconds on one core) or cuda (RTF = wall "
+                         "seconds; the peers stay on the CPU)")
     ap.add_argument("--json", type=Path, metavar="FILE", help="write the table and the per-mixture scores")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = ap.parse_args(argv)
@@ -236,8 +241,8 @@ def nmf_basis(args) -> NMFBasis:
 
 
 def run_method(name: str, mixtures: list[Mixture], args, basis: NMFBasis | None):
-    """Enhanced waveforms, processing CPU seconds (one thread) and the VEM settings (None for the others), or
-    None for a peer that is not installed."""
+    """Enhanced waveforms, processing seconds (CPU seconds of one thread; a VEM on CUDA: wall seconds) and the VEM
+    settings (None for the others), or None for a peer that is not installed."""
     noisy = [m.noisy for m in mixtures]
     if name == "noisy":
         return noisy, 0.0, None
@@ -249,8 +254,9 @@ def run_method(name: str, mixtures: list[Mixture], args, basis: NMFBasis | None)
         else:
             prior = load_speech_prior(args.dvae_prior if name == "dvae-vem" else args.vae_prior)
         config = vem_config(args, prior)
-        result = enhance(noisy, prior, config)
-        return result.enhanced, result.cpu_seconds, dataclasses.asdict(config)
+        result = enhance(noisy, prior, config, device=args.device)
+        seconds = result.cpu_seconds if args.device == "cpu" else result.seconds
+        return result.enhanced, seconds, dataclasses.asdict(config)
     function = peer_function(name)
     if function is None:
         return None
@@ -312,6 +318,7 @@ def paired_differences(rows_a: list[dict], rows_b: list[dict], seed: int) -> dic
 def main(argv=None) -> int:
     args = parse_args(argv)
     vem_config(args)  # a bad --set fails before any work
+    check_device(args.device)
     torch.set_num_threads(1)
     basis = nmf_basis(args) if args.ship_nmf or "nmf-vem" in args.methods else None
     if args.pairs:
@@ -349,7 +356,7 @@ def main(argv=None) -> int:
         print(format_comparisons(comparisons))
     if args.json:
         payload = {"split": None if args.pairs else args.split, "pairs": str(args.pairs) if args.pairs else None,
-                   "snrs": args.snrs, "clips_per_snr": args.clips, "seed": args.seed,
+                   "snrs": args.snrs, "clips_per_snr": args.clips, "seed": args.seed, "device": args.device,
                    "audio_seconds": audio_seconds, "table": table,
                    "mixtures": [{"name": m.name, "snr": m.snr, "noise": m.noise} for m in mixtures],
                    "per_mixture": per_mixture, "differences": comparisons}

@@ -48,7 +48,7 @@ from mixdvae.audio.separate import (
     source_label,
 )
 from mixdvae.audio.stft import DEFAULT_STFT
-from mixdvae.cli import add_audio_run_options, guarded, parser
+from mixdvae.cli import add_audio_run_options, check_device, guarded, parser
 from mixdvae.errors import DataNotFoundError, InputError, UsageError
 from mixdvae.mot import atomic_write_text
 from mixdvae.resources import shipped_dir
@@ -171,8 +171,7 @@ def run(args, config: SeparateConfig, waves: list[np.ndarray], references, model
 @guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda: CUDA is not available on this machine")
+    check_device(args.device)
     torch.set_num_threads(max(1, args.threads))
     config = config_from(args)
     labels = [source_label(s) for s in args.sources]
