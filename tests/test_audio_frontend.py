@@ -164,6 +164,21 @@ def test_benchmarks_pair_their_differences_by_mixture():
     assert compared["MixDVAE default minus oracle IRM"]["speech"]["mean"] == pytest.approx(19 / 3 - 20)
 
 
+def test_enhancement_benchmark_exports_pairs_it_reads_back_bit_for_bit(tmp_path):
+    bench = load_tool("benchmark_enhance")
+    rng = np.random.default_rng(3)
+    mixtures = [bench.Mixture(f"clip{i}", *(0.3 * rng.standard_normal((2, 4000 + 1000 * i))).astype(np.float32),
+                              0.0, "rain") for i in range(2)]
+    bench.export_pairs(mixtures, tmp_path / "pairs")
+    back = bench.read_pairs(tmp_path / "pairs")
+    assert [m.name for m in back] == ["clip0", "clip1"]
+    for m, b in zip(mixtures, back, strict=True):
+        np.testing.assert_array_equal(b.clean, m.clean)
+        np.testing.assert_array_equal(b.noisy, m.noisy)
+    assert sorted(p.name for p in (tmp_path / "pairs").rglob("*")) == [
+        "clean", "clip0.wav", "clip0.wav", "clip1.wav", "clip1.wav", "noisy"]  # no temporary file left
+
+
 def test_bss_eval_finds_the_permutation():
     rng = np.random.default_rng(6)
     sources = rng.standard_normal((2, 8000))

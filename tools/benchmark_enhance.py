@@ -29,7 +29,8 @@ Examples:
     python tools/benchmark_enhance.py --json /tmp/enhance_bench.json
     python tools/benchmark_enhance.py --split val --methods dvae-vem vae-vem --iterations 60
     python tools/benchmark_enhance.py --pairs my_pairs/ --methods logmmse dvae-vem
-    python tools/benchmark_enhance.py --methods noisy joint-vem --device cuda --set batch_size=24
+    python tools/benchmark_enhance.py --export /tmp/pairs      # the test set as clean/noisy wavs
+    python tools/benchmark_enhance.py --pairs /tmp/pairs --methods noisy joint-vem --device cuda --set batch_size=24
     python tools/benchmark_enhance.py --ship-nmf             # (re)learn and ship data/priors/nmf_speech.pt
 """
 
@@ -47,7 +48,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mixdvae.audio import read_audio
+from mixdvae.audio import read_audio, write_audio
 from mixdvae.audio.corpus import load_split
 from mixdvae.audio.enhance import (
     JOINT_PRIORS,
@@ -118,6 +119,9 @@ def parse_args(argv=None):
                     help="device of the VEMs: cpu (default; RTF = CPU seconds on one core) or cuda (RTF = wall "
                          "seconds; the peers stay on the CPU)")
     ap.add_argument("--json", type=Path, metavar="FILE", help="write the table and the per-mixture scores")
+    ap.add_argument("--export", type=Path, metavar="DIR",
+                    help="write the test set as DIR/clean/NAME.wav and DIR/noisy/NAME.wav (float, 16 kHz) and stop: "
+                         "for other enhancers, or --pairs DIR on a machine without the corpus")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = ap.parse_args(argv)
     if args.clips < 1 or args.clip_seconds <= 0:
@@ -177,6 +181,16 @@ def read_pairs(root: Path) -> list[Mixture]:
     if not mixtures:
         raise DataNotFoundError(f"{noisy_dir}: no audio files")
     return mixtures
+
+
+def export_pairs(mixtures: list[Mixture], root: Path) -> None:
+    """Write ``root/clean/NAME.wav`` and ``root/noisy/NAME.wav`` (32-bit float: :func:`read_pairs` gets the same
+    samples back), each file atomically."""
+    for m in mixtures:
+        for kind, samples in (("clean", m.clean), ("noisy", m.noisy)):
+            (root / kind).mkdir(parents=True, exist_ok=True)
+            write_audio(root / kind / f"{m.name}.wav", samples, subtype="FLOAT")
+    print(f"wrote {len(mixtures)} clean/noisy pairs to {root}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -328,6 +342,9 @@ def main(argv=None) -> int:
                                   args.seed)
     audio_seconds = sum(len(m.noisy) for m in mixtures) / MODEL_RATE
     print(f"{len(mixtures)} mixtures, {audio_seconds:.1f} s of audio ({args.pairs or args.split})", file=sys.stderr)
+    if args.export:
+        export_pairs(mixtures, args.export)
+        return 0
     baseline = [scores(m.noisy, m.clean) for m in mixtures]
     table, per_mixture = {}, {}
     for name in tqdm(args.methods, desc="methods", disable=args.no_progress, file=sys.stderr):
