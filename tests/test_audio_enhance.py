@@ -336,7 +336,7 @@ def test_joint_pools_each_members_draws_in_order(srnn):
         assert np.abs(joint - enhance(noisy, prior, config).enhanced[0]).max() > 1e-3 * np.abs(noisy).max()
 
 
-def test_joint_refuses_nmf_a_single_member_and_other_levels(srnn):
+def test_joint_refuses_nmf_a_single_member_other_levels_and_weights_without_a_joint(srnn):
     with pytest.raises(UsageError, match="two or more"):
         enhance(np.ones(4000, np.float32), [srnn, NMFBasis(torch.rand(F, 4) + 0.01, -9.0)])
     with pytest.raises(UsageError, match="two or more"):
@@ -344,6 +344,9 @@ def test_joint_refuses_nmf_a_single_member_and_other_levels(srnn):
     louder = VAE({**tiny_config(), "x_mean": [-2.0] * F}).eval()
     with pytest.raises(UsageError, match="level statistics"):
         speech_model([srnn, louder], EnhanceConfig(), "cpu")
+    for single in (srnn, NMFBasis(torch.rand(F, 4) + 0.01, -9.0)):  # weights need a joint: not silently ignored
+        with pytest.raises(ConfigError, match="member_weights"):
+            enhance(np.ones(4000, np.float32), single, EnhanceConfig(member_weights=(2.0,)))
 
 
 def test_config_is_validated():

@@ -179,6 +179,12 @@ def test_enhancement_benchmark_exports_pairs_it_reads_back_bit_for_bit(tmp_path)
         "clean", "clip0.wav", "clip0.wav", "clip1.wav", "clip1.wav", "noisy"]  # no temporary file left
 
 
+def test_enhancement_benchmark_refuses_member_weights_for_single_prior_vems(capsys):
+    bench = load_tool("benchmark_enhance")
+    assert bench.main(["--set", "member_weights=[2,1]", "--methods", "noisy", "dvae-vem"]) == 2
+    assert "joint-vem only" in capsys.readouterr().err
+
+
 def test_bss_eval_finds_the_permutation():
     rng = np.random.default_rng(6)
     sources = rng.standard_normal((2, 8000))

@@ -331,7 +331,10 @@ def paired_differences(rows_a: list[dict], rows_b: list[dict], seed: int) -> dic
 @guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
-    vem_config(args)  # a bad --set fails before any work
+    # a bad --set fails before any work; weights of a joint's priors mean nothing to the single-prior VEMs
+    if vem_config(args).member_weights is not None and set(args.methods) & (VEMS.keys() - {"joint-vem"}):
+        raise UsageError("--set member_weights: weighs the priors of joint-vem only; run it with --methods noisy "
+                         "joint-vem")
     check_device(args.device)
     torch.set_num_threads(1)
     basis = nmf_basis(args) if args.ship_nmf or "nmf-vem" in args.methods else None

@@ -619,7 +619,10 @@ def _is_nmf_file(path: Path) -> bool:
 
 def speech_model(prior, config: EnhanceConfig, device) -> SpeechModel:
     """The engine's speech model for ``prior``: an :class:`NMFBasis`, a DVAE/VAE module, or a list of
-    DVAE/VAE modules (:class:`JointSpeech`)."""
+    DVAE/VAE modules (:class:`JointSpeech`). ``config.member_weights`` is for a joint VEM only (ConfigError
+    otherwise: one prior has nothing to weigh against)."""
+    if config.member_weights is not None and not isinstance(prior, (list, tuple)):
+        raise ConfigError("enhance config: member_weights weighs the priors of a joint VEM; one prior was given")
     if isinstance(prior, NMFBasis):
         return NMFSpeech(prior, config, device)
     if isinstance(prior, (list, tuple)):
