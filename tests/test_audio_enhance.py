@@ -461,6 +461,10 @@ def test_enhance_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsys
     out = tool_files / "out_segment"
     assert run_tool([str(tool_files / "a.wav"), "--out", str(out), "--segment", "-1"]) == 2
     assert "--segment" in capsys.readouterr().err and not out.exists()
+    if not torch.cuda.is_available():
+        out = tool_files / "out_cuda"
+        assert run_tool([str(tool_files / "a.wav"), "--out", str(out), "--device", "cuda"]) == 2
+        assert "--device cuda" in capsys.readouterr().err and not out.exists()
 
 
 def test_enhance_tool_resamples_with_a_notice(tool_files, capsys):

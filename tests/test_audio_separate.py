@@ -383,6 +383,8 @@ def test_separate_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsy
         "masks per source": ([mix, "--output", "posterior", "assignment", "posterior"], 2, "--output"),
         "no input": ([], 2, "--demo"),
     }
+    if not torch.cuda.is_available():
+        cases["no CUDA"] = ([mix, "--device", "cuda"], 2, "--device cuda")
     for case, (argv, code, named) in cases.items():
         out = tmp / f"out_{case.replace(' ', '_')}"
         assert run_tool(tmp, *argv, "--out", str(out)) == code, case
