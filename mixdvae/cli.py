@@ -11,7 +11,7 @@ import functools
 import sys
 from pathlib import Path
 
-from mixdvae.errors import EXIT_CODES_HELP, EXIT_NOT_FOUND, MixDVAEError, UsageError
+from mixdvae.errors import EXIT_CODES_HELP, EXIT_NOT_FOUND, MixDVAEError
 
 
 def fail(message: str, code: int) -> int:
@@ -41,16 +41,6 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     """An argument parser showing the tool's module docstring (its examples) and the exit codes."""
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
                                    epilog=EXIT_CODES_HELP)
-
-
-def check_device(device: str) -> None:
-    """UsageError (exit 2) when ``--device`` names CUDA on a machine or torch build without it (torch is
-    imported here only then: the tools that never ask stay quick to start)."""
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: CUDA is not available on this machine")
 
 
 def add_audio_run_options(ap: argparse.ArgumentParser, demo_help: str) -> None:

@@ -52,6 +52,21 @@ class Range:
 Bound = Range | tuple  # a numeric range, or the tuple of allowed values
 
 
+def parse_device(device, owner: str, key: str = "device"):
+    """A torch device from ``"cpu"``, ``"cuda"``, ``"cuda:1"``...: ConfigError when not a device, UsageError
+    without CUDA; the messages start with ``owner`` and name ``key`` (a config key or a command-line option).
+    Torch is imported here only when called: the tools stay quick to start."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"{owner}: {key}: {device!r} is not a device (cpu, cuda, cuda:N)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{owner}: {key} {device}: this torch build or machine has no CUDA device")
+    return parsed
+
+
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """A YAML file holding a mapping (an empty file is ``{}``); anything else is a ConfigError naming the file."""
     try:

@@ -465,6 +465,9 @@ def test_enhance_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsys
         out = tool_files / "out_cuda"
         assert run_tool([str(tool_files / "a.wav"), "--out", str(out), "--device", "cuda"]) == 2
         assert "--device cuda" in capsys.readouterr().err and not out.exists()
+    out = tool_files / "out_gpu"  # not a device: said so, not blamed on the prior's checkpoint
+    assert run_tool([str(tool_files / "a.wav"), "--out", str(out), "--device", "gpu"]) == 4
+    assert "--device: 'gpu' is not a device" in capsys.readouterr().err and not out.exists()
 
 
 def test_enhance_tool_resamples_with_a_notice(tool_files, capsys):

@@ -64,8 +64,8 @@ from mixdvae.audio.enhance import (
 from mixdvae.audio.io import AUDIO_SUFFIXES, MODEL_RATE
 from mixdvae.audio.metrics import Interval, estoi, mean_interval, pesq_wb, si_sdr
 from mixdvae.audio.mixing import mix_at_snr
-from mixdvae.cli import check_device, guarded, parser
-from mixdvae.config import dataclass_overrides, parse_override
+from mixdvae.cli import guarded, parser
+from mixdvae.config import dataclass_overrides, parse_device, parse_override
 from mixdvae.dvae import PRIORS_DIR
 from mixdvae.errors import DataNotFoundError, UsageError
 from mixdvae.mot import atomic_write_text
@@ -335,7 +335,7 @@ def main(argv=None) -> int:
     if vem_config(args).member_weights is not None and set(args.methods) & (VEMS.keys() - {"joint-vem"}):
         raise UsageError("--set member_weights: weighs the priors of joint-vem only; run it with --methods noisy "
                          "joint-vem")
-    check_device(args.device)
+    parse_device(args.device, "benchmark_enhance.py", "--device")
     torch.set_num_threads(1)
     basis = nmf_basis(args) if args.ship_nmf or "nmf-vem" in args.methods else None
     if args.pairs:

@@ -36,7 +36,8 @@ from mixdvae.audio.enhance import JOINT_PRIORS, EnhanceConfig, default_config, e
 from mixdvae.audio.io import AUDIO_SUFFIXES
 from mixdvae.audio.metrics import estoi, pesq_wb, si_sdr
 from mixdvae.audio.plotting import plot_spectrograms
-from mixdvae.cli import add_audio_run_options, check_device, guarded, parser
+from mixdvae.cli import add_audio_run_options, guarded, parser
+from mixdvae.config import parse_device
 from mixdvae.errors import DataNotFoundError, InputError, UsageError
 from mixdvae.mot import atomic_write_text
 from mixdvae.resources import shipped_dir
@@ -124,7 +125,7 @@ def output_names(files: list[Path]) -> list[str]:
 @guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
-    check_device(args.device)
+    parse_device(args.device, "enhance.py", "--device")
     overrides = {"seed": args.seed} | ({"iterations": args.iterations} if args.iterations is not None else {})
     if args.segment is not None:
         if args.segment < 0:

@@ -48,7 +48,8 @@ from mixdvae.audio.separate import (
     source_label,
 )
 from mixdvae.audio.stft import DEFAULT_STFT
-from mixdvae.cli import add_audio_run_options, check_device, guarded, parser
+from mixdvae.cli import add_audio_run_options, guarded, parser
+from mixdvae.config import parse_device
 from mixdvae.errors import DataNotFoundError, InputError, UsageError
 from mixdvae.mot import atomic_write_text
 from mixdvae.resources import shipped_dir
@@ -171,7 +172,7 @@ def run(args, config: SeparateConfig, waves: list[np.ndarray], references, model
 @guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
-    check_device(args.device)
+    parse_device(args.device, "separate.py", "--device")
     torch.set_num_threads(max(1, args.threads))
     config = config_from(args)
     labels = [source_label(s) for s in args.sources]

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from mixdvae.config import check_params, load_yaml_mapping, parameter_specs
-from mixdvae.errors import ConfigError, InputError, UsageError
+from mixdvae.errors import ConfigError, InputError
 from mixdvae.mot import Sequence
 from mixdvae.resources import config_file
 
@@ -27,17 +26,6 @@ def load_config(path_or_name: str | Path) -> dict[str, Any]:
     if not path.is_file() and path.suffix in ("", ".yaml") and path.parent == Path("."):
         path = config_file(path.name)
     return load_yaml_mapping(path)
-
-
-def parse_device(device: str | torch.device, owner: str) -> torch.device:
-    """A torch device from ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; UsageError when unknown or without CUDA."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"{owner}: device: {device!r} is not a device (cpu, cuda, cuda:N)") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"{owner}: device {device}: this torch build or machine has no CUDA device")
-    return parsed
 
 
 def check_detections(detections: np.ndarray, frame: int) -> np.ndarray:

@@ -22,11 +22,11 @@ import dataclasses
 
 import numpy as np
 
-from mixdvae.config import Range, check_params, parameter_specs
+from mixdvae.config import Range, check_params, parameter_specs, parse_device
 from mixdvae.errors import ConfigError
 from mixdvae.mot import Sequence
 from mixdvae.trackers import register
-from mixdvae.trackers.base import Tracker, check_detections, parse_device
+from mixdvae.trackers.base import Tracker, check_detections
 from mixdvae.vem import ConstantVelocityPrior, DVAEPrior, StaticPrior, TrajectoryPrior, VEMConfig, run_vem
 from mixdvae.vem.tracking import WindowConfig, WindowedTracking
 from mixdvae.vem.windows import pack_sequences, unpack_results
