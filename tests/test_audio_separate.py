@@ -13,7 +13,7 @@ import soundfile
 import torch
 
 from mixdvae.audio import STFT, write_audio
-from mixdvae.audio.enhance import NMFBasis
+from mixdvae.audio.enhance import NMFBasis, learn_nmf_basis
 from mixdvae.audio.metrics import si_sdr
 from mixdvae.audio.separate import (
     STACKS,
@@ -32,7 +32,7 @@ from mixdvae.audio.separate import (
 from mixdvae.audio.stft import segment_starts
 from mixdvae.dvae import DKF, SRNN, load_prior
 from mixdvae.dvae.training import SpectrogramData, power_frames, train_prior
-from mixdvae.errors import ConfigError
+from mixdvae.errors import ConfigError, UsageError
 from tests.conftest import write_bad_audio
 from tests.tools_loader import load_tool
 
@@ -143,7 +143,16 @@ def test_output_masks_one_for_all_or_one_per_source():
 def test_one_output_mask_per_source_is_checked_against_the_priors():
     with pytest.raises(ConfigError, match="3 mask"):
         separate(_mixtures(1, 0.1, 1), [tiny_srnn(65, 1), tiny_srnn(65, 2)],
-                 SeparateConfig(output=("posterior",) * 3), setting=SMALL)
+                 SeparateConfig(output=("posterior",) * 3), setting=SMALL, bases=tiny_bases(65, 0))
+
+
+def test_nmf_start_needs_one_basis_per_source_of_the_stft():
+    priors, mixture = [tiny_srnn(65, 1), tiny_srnn(65, 2)], _mixtures(1, 0.1, 1)
+    for bases, named in ((None, "got none"), (tiny_bases(65, 0, n=1), "got 1"), (tiny_bases(513, 0), "513")):
+        with pytest.raises(UsageError, match=named):
+            separate(mixture, priors, SeparateConfig(), setting=SMALL, bases=bases)
+    result = separate(mixture, priors, SeparateConfig(init="reconstruction", iterations=1), setting=SMALL)
+    assert np.isfinite(result.sources[0]).all()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -199,14 +208,23 @@ def _mixtures(n: int, seconds: float, seed: int) -> list[np.ndarray]:
     return [(0.1 * rng.normal(size=int(seconds * RATE))).astype(np.float32) for _ in range(n)]
 
 
-@pytest.mark.parametrize("mixture", ["per_bin", "additive"])
-def test_batched_equals_one_by_one(mixture):
-    priors = [tiny_srnn(65, 1), tiny_srnn(65, 2)]
-    config = SeparateConfig(iterations=3, segment=20, overlap=5, mixture=mixture, update_rho=True)
+def tiny_bases(bins: int, seed: int, n: int = 2) -> list[NMFBasis]:
+    gen = torch.Generator().manual_seed(seed)
+    bases = []
+    for _ in range(n):
+        W = torch.rand(bins, 4, generator=gen) + 0.05
+        bases.append(NMFBasis(W / W.sum(0), -6.0))
+    return bases
+
+
+@pytest.mark.parametrize("mixture,init", [("per_bin", "nmf"), ("per_bin", "reconstruction"), ("additive", "nmf")])
+def test_batched_equals_one_by_one(mixture, init):
+    priors, bases = [tiny_srnn(65, 1), tiny_srnn(65, 2)], tiny_bases(65, 0)
+    config = SeparateConfig(iterations=3, segment=20, overlap=5, mixture=mixture, update_rho=True, init=init)
     waves = _mixtures(2, 0.3, 4) + _mixtures(1, 0.1, 5)  # 151, 151 and 51 frames
-    together = separate(waves, priors, config, setting=SMALL)
+    together = separate(waves, priors, config, setting=SMALL, bases=bases)
     for wave, batched in zip(waves, together.sources):
-        alone = separate(wave, priors, config, setting=SMALL).sources[0]
+        alone = separate(wave, priors, config, setting=SMALL, bases=bases).sources[0]
         assert batched.shape == (2, len(wave))
         np.testing.assert_allclose(batched, alone, rtol=1e-4, atol=1e-6)
     assert all(np.isfinite(c).all() and len(c) == 3 for c in together.cost)
@@ -219,8 +237,8 @@ def test_cuda_separation_matches_the_cpu(mixture):
     priors = [tiny_srnn(65, 1), tiny_dkf(65, 2)]
     config = SeparateConfig(iterations=3, segment=20, overlap=5, mixture=mixture, update_rho=True)
     waves = _mixtures(2, 0.3, 4)
-    cpu = separate(waves, priors, config, setting=SMALL)
-    gpu = separate(waves, priors, config, device="cuda", setting=SMALL)
+    cpu = separate(waves, priors, config, setting=SMALL, bases=tiny_bases(65, 0))
+    gpu = separate(waves, priors, config, device="cuda", setting=SMALL, bases=tiny_bases(65, 0))
     for a, b in zip(cpu.sources, gpu.sources, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5)
 
@@ -230,7 +248,7 @@ def test_never_nan_on_silence_padded_input(sampling):
     wave = np.zeros(int(0.2 * RATE), np.float32)
     wave[1000:2000] = 0.1 * np.sin(np.arange(1000) * 0.3)
     result = separate(wave, [tiny_srnn(65, 1), tiny_srnn(65, 2)], SeparateConfig(iterations=3, sampling=sampling),
-                      setting=SMALL)
+                      setting=SMALL, bases=tiny_bases(65, 0))
     assert np.isfinite(result.sources[0]).all() and np.isfinite(result.cost[0]).all()
 
 
@@ -276,12 +294,14 @@ def trained_prior(make, tmp_path, name: str) -> SRNN:
 
 def test_synthetic_two_source_separation_improves_si_sdr(tmp_path):
     priors = [trained_prior(harmonic_tones, tmp_path, "tones"), trained_prior(noise_bands, tmp_path, "bands")]
+    bases = [learn_nmf_basis([make(4.0, seed=10)], rank=8, setting=SMALL) for make in (harmonic_tones, noise_bands)]
     refs = np.stack([harmonic_tones(0.6, seed=20), noise_bands(0.6, seed=21)])
     mixture = refs.sum(0)
-    for config in (SeparateConfig(iterations=5), SeparateConfig(iterations=5, mixture="additive")):
-        estimates = separate(mixture, priors, config, setting=SMALL).sources[0]
+    for config in (SeparateConfig(iterations=5), SeparateConfig(iterations=5, init="reconstruction"),
+                   SeparateConfig(iterations=5, mixture="additive", init="reconstruction")):
+        estimates = separate(mixture, priors, config, setting=SMALL, bases=bases).sources[0]
         gains = [si_sdr(estimates[n], refs[n]) - si_sdr(mixture, refs[n]) for n in range(2)]
-        assert min(gains) > 5.0, (config.mixture, gains)
+        assert min(gains) > 5.0, (config.init, config.mixture, gains)
     irm = oracle_separate(mixture, refs, "irm", setting=SMALL)
     assert min(si_sdr(irm[n], refs[n]) for n in range(2)) > 10.0
 
@@ -307,12 +327,17 @@ def tool_files(tmp_path):
     write_audio(tmp_path / "mix_bands.wav", refs[1])
     tiny_srnn(513, 1).save(tmp_path / "tones.pt")
     tiny_srnn(513, 2).save(tmp_path / "bands.pt")
+    for basis, name in zip(tiny_bases(513, 0), ("tones_nmf.pt", "bands_nmf.pt")):
+        basis.save(tmp_path / name)
     return tmp_path
 
 
 def run_tool(tmp, *argv, sources=("tones.pt", "bands.pt")):
-    """The tool's exit code (argparse's own errors included) with the tiny priors unless argv names sources."""
+    """The tool's exit code (argparse's own errors included) with the tiny priors and their NMF bases (MixDVAE's
+    start) unless argv names sources."""
     default = [] if "--sources" in argv else ["--sources", *(str(tmp / s) for s in sources)]
+    if default and not {"--method", "--bases", "--init"} & set(argv):
+        default += ["--bases", str(tmp / "tones_nmf.pt"), str(tmp / "bands_nmf.pt")]
     try:
         return load_tool("separate").main([*argv, *default, "--no-progress", "--iterations", "2"])
     except SystemExit as exit_:
@@ -333,6 +358,9 @@ def test_separate_tool_writes_sources_png_scores_json(tool_files, capsys):
     assert set(scores) >= {"si_sdr", "sdr", "sir", "sar", "si_sdr_mix"} and all(map(math.isfinite, scores["sdr"]))
     text = capsys.readouterr().out
     assert "SI-SDR" in text and "tones" in text
+    paper = tool_files / "out_reconstruction"  # the paper's start needs no NMF basis
+    assert run_tool(tool_files, str(tool_files / "mix.wav"), "--init", "reconstruction", "--out", str(paper)) == 0
+    assert not np.allclose(soundfile.read(paper / "mix_tones.wav")[0], soundfile.read(out / "mix_tones.wav")[0])
 
 
 def test_separate_tool_one_mask_per_source(tool_files):
@@ -380,6 +408,9 @@ def test_separate_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsy
         "ref missing": ([mix, "--refs", refs[0], str(tmp / "nope.wav")], 3, "nope.wav"),
         "oracle without refs": ([mix, "--method", "irm"], 2, "--refs"),
         "bad config": ([mix, "--rho", "0"], 4, "rho"),
+        "no basis": ([mix, "--sources", str(tmp / "tones.pt"), str(tmp / "bands.pt")], 2, "--bases"),
+        "basis count": ([mix, "--bases", str(tmp / "tones_nmf.pt")], 2, "--bases"),
+        "corrupt basis": ([mix, "--bases", str(tmp / "corrupt.pt"), str(tmp / "bands_nmf.pt")], 4, "corrupt.pt"),
         "masks per source": ([mix, "--output", "posterior", "assignment", "posterior"], 2, "--output"),
         "no input": ([], 2, "--demo"),
     }

@@ -13,13 +13,15 @@ permutation) and the real-time factor (CPU seconds per second of audio, one torc
 variant's paired SI-SDR differences to supervised NMF and to the oracle ratio mask, with 95 % bootstrap intervals
 over the mixtures (an interval that excludes 0 is a difference the set resolves). Supervised NMF: one
 IS-NMF basis per source learned on that source's prior's training data (speech: the shipped ``nmf_speech``;
-flute: learned here on the flute prior's training files, rank ``--nmf-rank``).
+flute: learned here on the flute prior's training files, rank ``--nmf-rank``); the same bases give MixDVAE its
+starting point (``init="nmf"``, the default; variant ``reconstruction``: the paper's start).
 
 Examples:
     python tools/benchmark_separate.py                                      # srnn_flute (FluidR3) vs MuseScore
     python tools/benchmark_separate.py --flute-prior runs/prior_flute_musescore/srnn.pt
     python tools/benchmark_separate.py --split val --variants default mean additive --json val.json
     python tools/benchmark_separate.py --ship-nmf      # learn data/priors/nmf_flute.pt from srnn_flute's data
+    python tools/benchmark_separate.py --flute-prior srnn_mysource --ship-nmf mysource   # any source class
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ SOURCES = ("speech", "flute")
 # MixDVAE variants: the named options of mixdvae.audio.separate.SeparateConfig (beside the defaults)
 VARIANTS = {
     "default": {},
+    "reconstruction": {"init": "reconstruction"},  # the paper's start: every source starts as the mixture
     "research": {"sampling": "gaussian", "mixture": "per_bin", "assignment": "mean_field", "update_rho": False,
                  "iterations": 70, "average": 1, "output": "posterior"},
     "mean_field": {"assignment": "mean_field", "average": 1, "output": "posterior"},  # the paper's E-W and output
@@ -93,8 +96,10 @@ def parse_args(argv=None):
     ap.add_argument("--nmf-rank", type=int, default=32, help="rank of the flute NMF basis (default 32)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the test set and of the VEM (default 0)")
     ap.add_argument("--json", type=Path, metavar="FILE", help="write the table and the per-mixture scores")
-    ap.add_argument("--ship-nmf", action="store_true", help="learn the flute NMF basis and write it to "
-                                                            "data/priors/nmf_flute.pt, then stop")
+    ap.add_argument("--ship-nmf", nargs="?", const="flute", metavar="CLASS",
+                    help="learn the NMF basis of --flute-prior's training files (MixDVAE's start and the NMF "
+                         "baseline) and write it to data/priors/nmf_CLASS.pt (default CLASS: flute), then stop; "
+                         "any source class's prior trained from a data: audio: folder works")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return ap.parse_args(argv)
 
@@ -186,9 +191,12 @@ def main(argv=None) -> int:
     flute_prior = load_prior(args.flute_prior)
     audio = flute_data(flute_prior)
     if args.ship_nmf:
+        if not args.ship_nmf.isidentifier():
+            raise UsageError(f"--ship-nmf: {args.ship_nmf!r} is not a source class name (letters, digits, _)")
         basis = learn_flute_basis(audio, args.nmf_rank, args.seed)
-        basis.save(PRIORS_DIR / "nmf_flute.pt")
-        print(f"shipped {PRIORS_DIR / 'nmf_flute.pt'} (rank {args.nmf_rank}, files {basis.meta['files']})")
+        path = PRIORS_DIR / f"nmf_{args.ship_nmf}.pt"
+        basis.save(path)
+        print(f"shipped {path} (rank {args.nmf_rank}, files {basis.meta['files']})")
         return 0
     settings = dataclass_overrides(SeparateConfig, args.set)  # a bad --set fails before any work
     items = build_set(args, audio)
@@ -207,7 +215,7 @@ def main(argv=None) -> int:
                   file=sys.stderr) as bar:
             estimates, cpu = [], 0.0
             for wave in waves:  # one mixture at a time: the real-time factor of a single file
-                result = separate(wave, priors, config)
+                result = separate(wave, priors, config, bases=bases)
                 estimates.append(result.sources[0])
                 cpu += result.cpu_seconds
                 bar.update(1)
@@ -265,9 +273,10 @@ def compare(rows: list[dict], seed: int) -> dict[str, dict]:
 
 def format_comparisons(comparisons: dict[str, dict]) -> str:
     lines = ["SI-SDR differences, paired over the mixtures (mean [95% CI]):"]
+    width = max((len(name) for name in comparisons), default=0) + 2
     for name, per_source in comparisons.items():
         cells = "  ".join(f"{source} {Interval(**ci).format()}" for source, ci in per_source.items())
-        lines.append(f"  {name:<40}{cells}")
+        lines.append(f"  {name:<{width}}{cells}")
     return "\n".join(lines)
 
 

@@ -17,7 +17,9 @@ Examples:
 
 Sources: a class name (``speech`` -> the shipped prior ``srnn_speech``, or ``nmf_speech`` with ``--method nmf``)
 or the name or path of a checkpoint (an SRNN or DKF prior of power spectra, e.g. ``dkf_speech``; an NMF basis for
-``--method nmf``). References
+``--method nmf``). MixDVAE starts from supervised NMF's estimate of each source (``--init nmf``, the default), so it
+also loads one NMF basis per source: ``nmf_<class>`` for a class name, else the ones given by ``--bases``; ``--init
+reconstruction`` (the paper's start) needs none. References
 (``--refs``): one file per source for each mixture, mixture by mixture in the order of ``--sources``, or a
 folder holding ``<mixture name>_<source>.wav`` (or .flac/.ogg). Stereo, empty, silent, NaN or too short input
 is refused with a message naming the file.
@@ -50,6 +52,7 @@ from mixdvae.audio.separate import (
 from mixdvae.audio.stft import DEFAULT_STFT
 from mixdvae.cli import add_audio_run_options, guarded, parser
 from mixdvae.config import parse_device
+from mixdvae.dvae import prior_path
 from mixdvae.errors import DataNotFoundError, InputError, UsageError
 from mixdvae.mot import atomic_write_text
 from mixdvae.resources import shipped_dir
@@ -69,6 +72,13 @@ def parse_args(argv=None):
                     help="mixdvae (default), nmf (supervised NMF), irm / ibm (oracle masks: need --refs)")
     ap.add_argument("--out", type=Path, default=Path("separated"), help="output folder (default: ./separated)")
     ap.add_argument("--refs", nargs="+", type=Path, metavar="REF", help="reference sources: files or a folder")
+    ap.add_argument("--init", choices=("nmf", "reconstruction"),
+                    help=f"MixDVAE's starting source powers: supervised NMF's estimates (needs an NMF basis per "
+                         f"source) or each prior's reconstruction of the mixture, the paper's (default "
+                         f"{SeparateConfig.init})")
+    ap.add_argument("--bases", nargs="+", metavar="BASIS",
+                    help="NMF basis (name or path) per source for --init nmf, in --sources order (default: "
+                         "nmf_<class> of each class name)")
     ap.add_argument("--iterations", type=int, help=f"VEM iterations (default {SeparateConfig.iterations})")
     ap.add_argument("--sampling", choices=("gaussian", "mean", "tempered"),
                     help=f"draws of the VEM (default {SeparateConfig.sampling})")
@@ -98,6 +108,8 @@ def parse_args(argv=None):
         ap.error("give mixture audio files or folders, or --demo")
     if args.method in ("irm", "ibm") and not args.refs:
         ap.error(f"--method {args.method} (an oracle mask) needs --refs")
+    if args.bases and len(args.bases) != len(args.sources):
+        ap.error(f"--bases: give one NMF basis per source ({len(args.sources)}), got {len(args.bases)}")
     if args.output and len(args.output) not in (1, len(args.sources)):
         ap.error(f"--output: give one mask for all sources or one per source ({len(args.sources)})")
     if args.output:
@@ -110,8 +122,8 @@ def parse_args(argv=None):
 
 def config_from(args) -> SeparateConfig:
     """The separation config: the defaults with the options given on the command line."""
-    keys = ("iterations", "sampling", "mixture", "assignment", "average", "output", "rho", "update_rho", "segment",
-            "seed")
+    keys = ("init", "iterations", "sampling", "mixture", "assignment", "average", "output", "rho", "update_rho",
+            "segment", "seed")
     return SeparateConfig(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
 
 
@@ -155,13 +167,25 @@ def read_references(mixtures: list[Path], waves: list[np.ndarray], refs: list[li
     return out
 
 
-def run(args, config: SeparateConfig, waves: list[np.ndarray], references, models):
+def basis_names(args) -> list[str]:
+    """The NMF basis of each source for MixDVAE's ``--init nmf``: ``--bases``, else ``nmf_<class>`` per source."""
+    if args.bases:
+        return args.bases
+    names = [f"nmf_{source_label(source)}" for source in args.sources]
+    for source, name in zip(args.sources, names):
+        if not prior_path(name).is_file():
+            raise UsageError(f"--init nmf: source {source!r} has no shipped NMF basis {name}; give one NMF basis "
+                             f"per source with --bases, or use --init reconstruction")
+    return names
+
+
+def run(args, config: SeparateConfig, waves: list[np.ndarray], references, models, bases):
     """The separated sources of every mixture (a list of (N, n) arrays) and the engine's result record (None for
     the oracle masks)."""
     total = sum(len(segment_starts(DEFAULT_STFT.n_frames(len(w)), config.segment, config.overlap)) for w in waves)
     if args.method == "mixdvae":
         with tqdm(total=total, desc="separating", unit="segment", disable=args.no_progress, file=sys.stderr) as bar:
-            result = separate(waves, models, config, device=args.device, progress=bar.update)
+            result = separate(waves, models, config, device=args.device, progress=bar.update, bases=bases)
         return result.sources, result
     if args.method == "nmf":
         result = nmf_separate(waves, models, config, device=args.device)
@@ -182,7 +206,9 @@ def main(argv=None) -> int:
     references = read_references(files, waves, refs)
     models = load_sources(args.sources, "nmf" if args.method == "nmf" else "mixdvae", args.device) \
         if args.method in ("mixdvae", "nmf") else None
-    estimates, record = run(args, config, waves, references, models)
+    bases = load_sources(basis_names(args), "nmf", args.device) \
+        if args.method == "mixdvae" and config.init == "nmf" else None
+    estimates, record = run(args, config, waves, references, models, bases)
     rows = []
     for index, (f, name) in enumerate(zip(files, output_names(files))):
         row = {"input": str(f), "seconds": len(waves[index]) / MODEL_RATE,

@@ -31,8 +31,12 @@ One VEM iteration (``iterations`` of them; the research code runs 70):
   assignment of frame t's own predictions); the mean-field form feeds back the previous iteration's eta.
 * **M-rho** (``update_rho``): ``rho = mean_ft E[|x - (assigned or summed sources)|^2] / |x|^2``.
 
-Initialisation: p^n = each prior's reconstruction of the mixture power (its encoder's mean, teacher-forced
-decoder); eta = 1/N. Output: a mask m^n times the mixture, averaged over the last ``average`` iterations (each
+Initialisation (``init``): ``"nmf"`` (default) p^n = supervised NMF's estimate W_n H_n of source n (each source's
+IS-NMF basis W_n fixed, learned on that source class's clean training data; the activations H fitted to the
+segment by ``nmf_iterations`` multiplicative updates, the baseline's fit), so the VEM starts from sources already
+apart and the priors refine them; ``"reconstruction"`` (the paper) p^n = each prior's reconstruction of the whole
+mixture power (its encoder's mean, teacher-forced decoder), so every source starts as the mixture. eta = 1/N.
+Output: a mask m^n times the mixture, averaged over the last ``average`` iterations (each
 its own draw), inverse STFT. ``output="assignment"`` (default, per_bin): m^n = eta^n, which sums to 1 over the
 sources, so the mixture is split and nothing is lost; ``"posterior"`` (and always for additive): m^n = a^n, the
 posterior-mean gain, which drops a bin from every source whose predicted variance does not dominate v_x; or
@@ -105,6 +109,7 @@ OutputMode = Literal["assignment", "posterior"]
 class SeparateConfig:
     """Every setting of :func:`separate` and of the NMF baseline, with its default (validated on creation)."""
 
+    init: Literal["nmf", "reconstruction"] = "nmf"  # start: NMF's source powers (needs bases), or the paper's
     iterations: int = 5  # VEM iterations (E-Z, E-S, E-W, M); the research code runs 70 (measured worse here)
     rho: float = 0.03  # v_x = rho |x|^2 (the research code's value), the start value when update_rho
     update_rho: bool = False  # re-estimate rho (per segment) in an M-step
@@ -454,11 +459,14 @@ def _draw_noise(seed: int, starts: Sequence[int], iteration: int, shape: tuple, 
 
 
 def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig, starts: Sequence[int],
-                      scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      scale: torch.Tensor, start_power: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the VEM on a batch of mixture segments ``X`` (B, T, F) complex (all the same length).
 
     ``starts`` (B,): first frame of each segment (seeds its random draws). ``scale`` (N, B): power scale
-    ``c_n`` of each source's prior units. Returns the output masks (N, B, T, F) (source n = mask n times x:
+    ``c_n`` of each source's prior units. ``start_power`` (N, B, T, F), mixture units: each source's starting
+    power (``init="nmf"``: :func:`nmf_source_powers`); None: each prior's reconstruction of the mixture.
+    Returns the output masks (N, B, T, F) (source n = mask n times x:
     ``config.output``, averaged over the last ``config.average`` iterations), the cost per iteration (iterations,
     B) and the final rho (B,). Raises :class:`SeparationError` on non-finite values."""
     N = bank.n_sources
@@ -469,7 +477,11 @@ def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig,
     rho = torch.full((B, 1, 1), config.rho, device=P.device)
     c = scale.reshape(N, B, 1, 1)
     with torch.no_grad():
-        contexts = bank.teacher(bank.reconstruct(P.unsqueeze(0).expand(N, B, T, F) * c))  # of p^n, model units
+        if start_power is None:  # model units
+            start = bank.reconstruct(P.unsqueeze(0).expand(N, B, T, F) * c)
+        else:
+            start = start_power.clamp(min=floor) * c
+        contexts = bank.teacher(start)  # of p^n
         eta = torch.full((N, B, T, F), 1.0 / N, device=P.device)
         draw_scale = config.draw_scale
         costs = []
@@ -556,18 +568,21 @@ def _m_rho(a, v_phi, eta, P, P_floor, mixture: str) -> torch.Tensor:
 
 
 def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, device="cpu",
-             setting: STFT = DEFAULT_STFT, progress=None) -> SeparationResult:
+             setting: STFT = DEFAULT_STFT, progress=None, bases: Sequence[NMFBasis] | None = None) -> SeparationResult:
     """Separate 16 kHz mono mixtures (one (N,) array or a list) into one source per prior (SRNN or DKF priors of power
     spectra, e.g. ``load_prior("srnn_speech")`` and ``load_prior("srnn_flute")``) with MixDVAE's VEM.
 
-    ``progress`` (optional) is called with the number of segments finished after each batch. Raises
-    :class:`InputError` for a mixture that is empty, non-finite, silent or shorter than one STFT frame."""
+    ``bases``: one NMF basis per source, in the priors' order (e.g. ``load_sources(["speech", "flute"], "nmf")``),
+    needed by ``config.init == "nmf"`` (the default). ``progress`` (optional) is called with the number of segments
+    finished after each batch. Raises :class:`InputError` for a mixture that is empty, non-finite, silent or shorter
+    than one STFT frame, :class:`UsageError` for missing or mismatched bases."""
     config = config or SeparateConfig()
     device = torch.device(device)
     waves = check_waveforms(mixtures, "mixture", setting.n_fft)
     bank = SourceBank(priors, device)
     if not isinstance(config.output, str) and len(config.output) != len(bank.order):
         raise ConfigError(f"separate config: output names {len(config.output)} mask(s) for {len(bank.order)} sources")
+    stacked = _stack_bases(bases, len(bank.order), setting, device) if config.init == "nmf" else None
     reference = bank.reference_log_power().cpu()
     start, cpu_start = time.perf_counter(), time.process_time()
     specs = [setting(torch.from_numpy(w)) for w in waves]  # (T_i, F) each
@@ -587,7 +602,9 @@ def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, d
             batch = group[first : first + config.batch_size]
             X = torch.stack([specs[i][s : s + length] for i, s, _ in batch]).to(device)
             scale = scales[[i for i, _, _ in batch]].T.to(device)  # (N, B)
-            mask, cost, rho = separate_segments(X, bank, config, [s for _, s, _ in batch], scale)
+            starts = [s for _, s, _ in batch]
+            power = None if stacked is None else nmf_source_powers(X, *stacked, config, starts)
+            mask, cost, rho = separate_segments(X, bank, config, starts, scale, power)
             fade = crossfade_weights(length).reshape(length, 1)
             mask = mask.cpu()
             for row, (i, s, _) in enumerate(batch):
@@ -618,32 +635,60 @@ def _level_scales(wave: np.ndarray, spec: torch.Tensor, reference: torch.Tensor,
 # baselines
 
 
+def _stack_bases(bases: Sequence[NMFBasis] | None, n_sources: int, setting: STFT, device):
+    """The bases' columns side by side, W (F, K_total), and each basis' rank, checked against the sources and
+    the STFT."""
+    if bases is None or len(bases) != n_sources:
+        given = "none" if bases is None else len(bases)
+        raise UsageError(f"separate config init='nmf' needs one NMF basis per source ({n_sources}), got {given}: "
+                         f"pass bases= (e.g. load_sources(names, 'nmf')) or set init='reconstruction'")
+    for index, basis in enumerate(bases):
+        if basis.W.shape[0] != setting.n_bins:
+            raise UsageError(f"NMF basis {index} has {basis.W.shape[0]} frequency bins, the STFT {setting.n_bins}")
+    return torch.cat([b.W for b in bases], 1).to(device), [b.W.shape[1] for b in bases]
+
+
+def nmf_source_powers(X: torch.Tensor, W: torch.Tensor, ranks: Sequence[int], config: SeparateConfig,
+                      starts: Sequence[int] | None = None) -> torch.Tensor:
+    """Supervised NMF fit of mixtures ``X`` (B, T, F) complex: the power ``|x|^2`` fitted as ``sum_n W_n H_n`` with
+    the bases ``W`` (F, K_total) fixed (source n: columns of ``ranks[n]``) by ``config.nmf_iterations``
+    multiplicative IS updates of the activations. Returns each source's variance ``W_n H_n`` (N, B, T, F).
+
+    The activations start random, from one generator per mixture seeded by ``(config.seed, starts[b])`` (the
+    segment's first frame; ``starts`` None: ``config.seed`` alone), so a result does not depend on its batch."""
+    P = (X.real**2 + X.imag**2).transpose(1, 2)  # (B, F, T)
+    B, _, T = P.shape
+    mean = P.mean((1, 2), keepdim=True).clamp(min=1e-30)  # (B, 1, 1)
+    generator = torch.Generator()
+    H = []
+    for start in starts if starts is not None else [None] * B:
+        generator.manual_seed(config.seed if start is None else hash((config.seed, int(start))) & (2**62 - 1))
+        H.append(torch.rand(W.shape[1], T, generator=generator) + 0.1)
+    H = torch.stack(H).to(P.device) * mean * W.shape[0] / W.shape[1]  # W H of the order of the mean power
+    floor, zero = config.floor * mean, torch.zeros((), device=P.device)
+    for _ in range(config.nmf_iterations):
+        H = nmf.update_H(P, zero, W.unsqueeze(0), H, None, floor)
+    return torch.stack([torch.einsum("fk,bkt->btf", W[:, a:b], H[:, a:b]) for a, b in _bounds(ranks)])
+
+
 def nmf_separate(mixtures, bases: Sequence[NMFBasis], config: SeparateConfig | None = None, device="cpu",
                  setting: STFT = DEFAULT_STFT) -> SeparationResult:
     """Supervised NMF separation: the mixture power is fitted as ``sum_n W_n H_n`` with each source's basis
     ``W_n`` fixed (learned on that source's clean training data, :func:`mixdvae.audio.enhance.learn_nmf_basis`)
-    by ``config.nmf_iterations`` multiplicative IS updates of the activations; each source is its Wiener mask
-    ``W_n H_n / sum_m W_m H_m`` times the mixture."""
+    by ``config.nmf_iterations`` multiplicative IS updates of the activations (:func:`nmf_source_powers`); each
+    source is its Wiener mask ``W_n H_n / sum_m W_m H_m`` times the mixture."""
     config = config or SeparateConfig()
     waves = check_waveforms(mixtures, "mixture", setting.n_fft)
     if not bases:
         raise UsageError("NMF separation needs at least one basis")
-    W = torch.cat([b.W for b in bases], 1).to(device)  # (F, K_total)
-    ranks = [b.W.shape[1] for b in bases]
+    W, ranks = _stack_bases(bases, len(bases), setting, device)
     start, cpu_start = time.perf_counter(), time.process_time()
     sources = []
     for wave in waves:
-        X = setting(torch.from_numpy(wave)).T.to(device)  # (F, T)
-        P = (X.real**2 + X.imag**2).unsqueeze(0)
-        floor = config.floor * float(P.mean())
-        generator = torch.Generator().manual_seed(config.seed)
-        H = torch.rand(1, W.shape[1], P.shape[-1], generator=generator).to(device) + 0.1
-        H = H * P.mean() * W.shape[0] / W.shape[1]  # W H of the order of the mean power (unit-sum columns)
-        for _ in range(config.nmf_iterations):
-            H = nmf.update_H(P, torch.zeros((), device=device), W.unsqueeze(0), H, None, floor)
-        parts = torch.stack([W[:, a:b] @ H[0, a:b] for a, b in _bounds(ranks)])  # (N, F, T)
-        masks = parts / parts.sum(0).clamp(min=floor)
-        sources.append(setting.inverse((masks * X).transpose(1, 2).cpu(), len(wave)).numpy().astype(np.float32))
+        X = setting(torch.from_numpy(wave)).to(device)  # (T, F)
+        parts = nmf_source_powers(X.unsqueeze(0), W, ranks, config)[:, 0]  # (N, T, F)
+        masks = parts / parts.sum(0).clamp(min=config.floor * float((X.real**2 + X.imag**2).mean()))
+        sources.append(setting.inverse((masks * X).cpu(), len(wave)).numpy().astype(np.float32))
     return _baseline_result(sources, waves, start, cpu_start, config)
 
 
