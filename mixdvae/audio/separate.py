@@ -450,14 +450,20 @@ def mixture_cost(v: torch.Tensor, P: torch.Tensor, vx: torch.Tensor, mixture: st
     return (-log_p).mean((1, 2))
 
 
-def _draw_noise(seed: int, starts: Sequence[int], iteration: int, shape: tuple, device) -> torch.Tensor:
-    """Standard normal noise (N, B, *shape) with one generator per segment, seeded by (seed, start, iteration)."""
+def _segment_draws(draw, shape: tuple, seed: int, starts: Sequence[int], *key: int) -> list[torch.Tensor]:
+    """``draw(shape)`` (``torch.randn``, ``torch.rand``) once per segment, each from its own generator seeded by
+    ``(seed, start, *key)`` (``start``: the segment's first frame), so a segment's draws do not depend on its batch."""
     generator = torch.Generator()
     parts = []
     for start in starts:
-        generator.manual_seed(hash((seed, int(start), iteration)) & (2**62 - 1))
-        parts.append(torch.randn(shape, generator=generator))
-    return torch.stack(parts, 1).to(device)
+        generator.manual_seed(hash((seed, int(start), *key)) & (2**62 - 1))
+        parts.append(draw(shape, generator=generator))
+    return parts
+
+
+def _draw_noise(seed: int, starts: Sequence[int], iteration: int, shape: tuple, device) -> torch.Tensor:
+    """Standard normal noise (N, B, *shape) with one generator per segment, seeded by (seed, start, iteration)."""
+    return torch.stack(_segment_draws(torch.randn, shape, seed, starts, iteration), 1).to(device)
 
 
 def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig, starts: Sequence[int],
@@ -656,17 +662,18 @@ def nmf_source_powers(X: torch.Tensor, W: torch.Tensor, ranks: Sequence[int], co
     the bases ``W`` (F, K_total) fixed (source n: columns of ``ranks[n]``) by ``config.nmf_iterations``
     multiplicative IS updates of the activations. Returns each source's variance ``W_n H_n`` (N, B, T, F).
 
-    The activations start random, from one generator per mixture seeded by ``(config.seed, starts[b])`` (the
-    segment's first frame; ``starts`` None: ``config.seed`` alone), so a result does not depend on its batch."""
+    The activations start random, from one generator per segment seeded by ``(config.seed, starts[b])`` (its first
+    frame), so a result does not depend on its batch; ``starts`` None (the baseline's one mixture at a time): one
+    generator seeded by ``config.seed``."""
     P = (X.real**2 + X.imag**2).transpose(1, 2)  # (B, F, T)
     B, _, T = P.shape
     mean = P.mean((1, 2), keepdim=True).clamp(min=1e-30)  # (B, 1, 1)
-    generator = torch.Generator()
-    H = []
-    for start in starts if starts is not None else [None] * B:
-        generator.manual_seed(config.seed if start is None else hash((config.seed, int(start))) & (2**62 - 1))
-        H.append(torch.rand(W.shape[1], T, generator=generator) + 0.1)
-    H = torch.stack(H).to(P.device) * mean * W.shape[0] / W.shape[1]  # W H of the order of the mean power
+    K = W.shape[1]
+    if starts is None:
+        H = torch.rand(B, K, T, generator=torch.Generator().manual_seed(config.seed))
+    else:
+        H = torch.stack(_segment_draws(torch.rand, (K, T), config.seed, starts))
+    H = (H + 0.1).to(P.device) * mean * W.shape[0] / K  # W H of the order of the mean power
     floor, zero = config.floor * mean, torch.zeros((), device=P.device)
     for _ in range(config.nmf_iterations):
         H = nmf.update_H(P, zero, W.unsqueeze(0), H, None, floor)
