@@ -65,20 +65,20 @@ MuseScore prior on its own validation files: 15.24 / 15.20 against 11.17 / 11.11
 iterations averaged. Re-tuned for the NMF start on two validation sets (the default set; ``--pairs 8 --seed 1``;
 forward and reverse): rho 0.005 and all 5 iterations averaged, 11.97 / 11.98 and 15.82 / 15.77 (set two: 8.82 / 8.59
 and 12.59 / 12.55, against 8.82 / 8.60 and 12.04 / 12.00), never more than 0.01 dB below the previous settings; rho
-0.003 or 0.001 (averaged over 5) tie with them on average; each alone, rho 0.01 or 0.1, averaging over 1 or 5, 3, 8,
-12 or 20 iterations, 100-frame segments, and the output blended with NMF's Wiener mask score below them on the first
-set. Every figure below was measured with the paper's start (and rho 0.03). With the posterior-mean mask: the
-mean-field E-W, last iteration (the first default) 9.01 / 5.19 dB; marginal E-W 9.62 / 6.05 (2 iterations: 9.06 /
-5.28, 10: 9.61 / 5.74; rho 0.01: 8.82 / 6.67, 0.1: 8.58 / 2.10; tempered draws 8.83 / 2.23; posterior means 5.22 /
--39.0, the flute collapses, below); marginal and the output averaged over the last 3 iterations 9.77 / 6.17 (over 5:
-9.36 / 5.95). With the assignment mask eta as the output (the default): 9.25 / 9.02 (rho 0.01: 8.99 / 8.72, 0.1:
-8.07 / 8.03; 10 iterations averaged over 5: 8.83 / 8.58; with the mean-field E-W: 7.60 / 7.02); with the shipped
-(augmented) flute prior 9.67 / 9.68 (averaged over 5 iterations: 9.69 / 9.59). An earlier set (2 pairs x 3 ratios of
-3 s, mean-field E-W): 5 iterations 9.9 / 6.0 dB; 15: 8.1 / 3.7; 30: 8.2 / 2.9; 70 (the research code's count): 8.0 /
-2.6 -- the first iterations improve on the initial reconstruction, later ones let the sources drift.
-``sampling="mean"`` collapses the flute (an estimate of 0 power feeds a prior that then predicts silence: -12.8 dB),
-``"tempered"`` 9.8 / 3.3; ``"additive"`` 8.3 / 5.5; ``update_rho`` 3.0 / -1.5 (rho grows to explain the residual and
-the assignments blur); ``segment=0`` (whole signal) 9.6 / 5.6 at the same CPU time.
+0.003 or 0.001 (averaged over 5) come within 0.1 dB of them on average over the four runs; each alone, rho 0.01 or
+0.1, averaging over 1 or 5, 3, 8, 12 or 20 iterations, 100-frame segments, and the output blended with NMF's Wiener
+mask score below them on the first set. Every figure below was measured with the paper's start (and rho 0.03). With
+the posterior-mean mask: the mean-field E-W, last iteration (the first default) 9.01 / 5.19 dB; marginal E-W 9.62 /
+6.05 (2 iterations: 9.06 / 5.28, 10: 9.61 / 5.74; rho 0.01: 8.82 / 6.67, 0.1: 8.58 / 2.10; tempered draws 8.83 /
+2.23; posterior means 5.22 / -39.0, the flute collapses, below); marginal and the output averaged over the last 3
+iterations 9.77 / 6.17 (over 5: 9.36 / 5.95). With the assignment mask eta as the output (the default): 9.25 / 9.02
+(rho 0.01: 8.99 / 8.72, 0.1: 8.07 / 8.03; 10 iterations averaged over 5: 8.83 / 8.58; with the mean-field E-W: 7.60
+/ 7.02); with the shipped (augmented) flute prior 9.67 / 9.68 (averaged over 5 iterations: 9.69 / 9.59). An earlier
+set (2 pairs x 3 ratios of 3 s, mean-field E-W): 5 iterations 9.9 / 6.0 dB; 15: 8.1 / 3.7; 30: 8.2 / 2.9; 70 (the
+research code's count): 8.0 / 2.6 -- the first iterations improve on the initial reconstruction, later ones let the
+sources drift. ``sampling="mean"`` collapses the flute (an estimate of 0 power feeds a prior that then predicts
+silence: -12.8 dB), ``"tempered"`` 9.8 / 3.3; ``"additive"`` 8.3 / 5.5; ``update_rho`` 3.0 / -1.5 (rho grows to
+explain the residual and the assignments blur); ``segment=0`` (whole signal) 9.6 / 5.6 at the same CPU time.
 
 Random draws: every segment has its own generator per iteration, seeded by ``(seed, first frame, iteration)``,
 so a segment's result does not depend on the batch it runs in.
