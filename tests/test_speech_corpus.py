@@ -84,3 +84,17 @@ def test_make_speech_corpus_tool(speech_root, tmp_path, capsys):
     assert tool.main([str(speech_root), "--out", str(out), "--test-speakers", "Z", "--no-progress"]) == EXIT_USAGE
     assert "'Z'" in capsys.readouterr().err
     assert tool.main([str(tmp_path / "absent"), "--out", str(out), "--no-progress"]) == EXIT_NOT_FOUND
+
+
+def test_speech_basis_is_learned_on_chosen_training_utterances_and_seeded(speech_root, tmp_path):
+    from mixdvae.audio.enhance import learn_speech_basis
+
+    build_corpus(speech_root, tmp_path / "corpus", CorpusSettings(test_speakers=["C"], val_fraction=0.25, seed=3),
+                 progress=False)
+    basis = learn_speech_basis(tmp_path / "corpus", rank=4, utterances=3)
+    assert basis.W.shape == (513, 4) and basis.meta["utterances"] == 3 and basis.meta["rank"] == 4
+    np.testing.assert_allclose(basis.W.sum(0).numpy(), 1.0, rtol=1e-5)  # unit-sum columns
+    assert learn_speech_basis(tmp_path / "corpus", rank=4, utterances=3).W.equal(basis.W)
+    every = learn_speech_basis(tmp_path / "corpus", rank=4, utterances=100)  # more than the split holds: all 6
+    assert every.meta["utterances"] == len(load_split(tmp_path / "corpus", "train")) == 6
+    assert 0 < basis.meta["frames"] < every.meta["frames"]

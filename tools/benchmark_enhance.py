@@ -58,7 +58,7 @@ from mixdvae.audio.enhance import (
     NMFBasis,
     default_config,
     enhance,
-    learn_nmf_basis,
+    learn_speech_basis,
     load_speech_prior,
 )
 from mixdvae.audio.io import AUDIO_SUFFIXES, MODEL_RATE
@@ -243,14 +243,11 @@ def nmf_basis(args) -> NMFBasis:
     path = PRIORS_DIR / f"{NMF_PRIOR_NAME}.pt"
     if path.is_file() and not args.ship_nmf:
         return NMFBasis.load(path)
-    train = load_split(args.corpus, "train")
-    rng = np.random.default_rng(0)
-    chosen = rng.choice(len(train.offsets) - 1, size=min(200, len(train.offsets) - 1), replace=False)
-    waves = [train.samples[train.offsets[i] : train.offsets[i + 1]] for i in sorted(chosen)]
-    basis = learn_nmf_basis(waves, meta={"corpus": str(args.corpus), "split": "train", "utterances": len(waves)})
+    basis = learn_speech_basis(args.corpus)
     if args.ship_nmf:
         basis.save(path)
-        print(f"wrote {path} ({basis.meta['frames']} frames of {len(waves)} training utterances)", file=sys.stderr)
+        print(f"wrote {path} ({basis.meta['frames']} frames of {basis.meta['utterances']} training utterances)",
+              file=sys.stderr)
     return basis
 
 

@@ -12,14 +12,16 @@ Table: per method, SI-SDR / SDR / SIR / SAR of each source averaged over the set
 permutation) and the real-time factor (CPU seconds per second of audio, one torch thread); then each MixDVAE
 variant's paired SI-SDR differences to supervised NMF and to the oracle ratio mask, with 95 % bootstrap intervals
 over the mixtures (an interval that excludes 0 is a difference the set resolves). Supervised NMF: one
-IS-NMF basis per source learned on that source's prior's training data (speech: the shipped ``nmf_speech``;
-flute: learned here on the flute prior's training files, rank ``--nmf-rank``); the same bases give MixDVAE its
+IS-NMF basis per source learned on that source's prior's training data (speech: the shipped ``nmf_speech``, or
+with ``--speech-nmf-rank`` one of another rank learned now the same way; flute: learned here on the flute prior's
+training files, rank ``--nmf-rank``); the same bases give MixDVAE its
 starting point (``init="nmf"``, the default; variant ``reconstruction``: the paper's start).
 
 Examples:
     python tools/benchmark_separate.py                                      # srnn_flute (FluidR3) vs MuseScore
     python tools/benchmark_separate.py --flute-prior runs/prior_flute_musescore/srnn.pt
     python tools/benchmark_separate.py --split val --variants default mean additive --json val.json
+    python tools/benchmark_separate.py --speech-nmf-rank 64        # a rank-64 speech basis (baseline and start)
     python tools/benchmark_separate.py --ship-nmf      # learn data/priors/nmf_flute.pt from srnn_flute's data
     python tools/benchmark_separate.py --flute-prior srnn_mysource --ship-nmf mysource   # any source class
 """
@@ -37,7 +39,7 @@ from tqdm import tqdm
 
 from mixdvae.audio import read_audio
 from mixdvae.audio.corpus import load_split
-from mixdvae.audio.enhance import NMFBasis, learn_nmf_basis
+from mixdvae.audio.enhance import NMFBasis, learn_nmf_basis, learn_speech_basis
 from mixdvae.audio.metrics import Interval, mean_interval
 from mixdvae.audio.mixing import snr_db
 from mixdvae.audio.separate import (
@@ -96,6 +98,9 @@ def parse_args(argv=None):
     ap.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
                     help="any other SeparateConfig setting of every variant, e.g. --set rho=0.05 (repeatable)")
     ap.add_argument("--nmf-rank", type=int, default=32, help="rank of the flute NMF basis (default 32)")
+    ap.add_argument("--speech-nmf-rank", type=int, metavar="RANK",
+                    help="learn the speech NMF basis of this rank now on the corpus's training split, as the shipped "
+                         "nmf_speech (rank 32) was learned, instead of loading nmf_speech")
     ap.add_argument("--seed", type=int, default=0, help="seed of the test set and of the VEM (default 0)")
     ap.add_argument("--json", type=Path, metavar="FILE", help="write the table and the per-mixture scores")
     ap.add_argument("--ship-nmf", nargs="?", const="flute", metavar="CLASS",
@@ -204,7 +209,9 @@ def main(argv=None) -> int:
     items = build_set(args, audio)
     waves = [it["mixture"] for it in items]
     priors = load_sources([args.speech_prior], "mixdvae") + [flute_prior]
-    bases = load_sources(["speech"], "nmf") + [learn_flute_basis(audio, args.nmf_rank, args.seed)]
+    speech_basis = load_sources(["speech"], "nmf") if args.speech_nmf_rank is None else \
+        [learn_speech_basis(args.corpus, args.speech_nmf_rank)]
+    bases = speech_basis + [learn_flute_basis(audio, args.nmf_rank, args.seed)]
     rows = [mixture_row(items)]
     nmf = nmf_separate(waves, bases)
     rows.append(evaluate("supervised NMF", nmf.sources, items, nmf.cpu_seconds))
@@ -243,7 +250,8 @@ def describe(args, audio: dict, items: list[dict]) -> str:
     flute_files = sorted({it["flute_file"] for it in items})
     return (f"{len(items)} mixtures of {args.seconds:g} s ({args.pairs} pairs x ratios {args.ratios} dB), split "
             f"{args.split}, seed {args.seed}; speech prior {args.speech_prior}, flute prior {args.flute_prior} "
-            f"(trained on {audio['train']}); flute files {flute_files}")
+            f"(trained on {audio['train']}); flute files {flute_files}; speech NMF basis "
+            f"{'nmf_speech' if args.speech_nmf_rank is None else f'of rank {args.speech_nmf_rank}, learned now'}")
 
 
 def format_table(rows: list[dict]) -> str:

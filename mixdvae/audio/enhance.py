@@ -581,6 +581,18 @@ def learn_nmf_basis(waveforms: list[np.ndarray], rank: int = 32, iterations: int
                                            "frames": int(P.shape[0]), "final_cost": fit.cost[-1], **(meta or {})})
 
 
+def learn_speech_basis(corpus: str | os.PathLike, rank: int = 32, utterances: int = 200) -> NMFBasis:
+    """The NMF speech basis of ``rank`` learned on ``utterances`` training utterances of a speech corpus
+    (:mod:`mixdvae.audio.corpus`), chosen with seed 0: the procedure that made the shipped ``nmf_speech`` (rank 32)."""
+    from .corpus import load_split
+
+    train = load_split(corpus, "train")
+    count = len(train.offsets) - 1
+    chosen = np.random.default_rng(0).choice(count, size=min(utterances, count), replace=False)
+    waves = [train.samples[train.offsets[i] : train.offsets[i + 1]] for i in sorted(chosen)]
+    return learn_nmf_basis(waves, rank=rank, meta={"corpus": str(corpus), "split": "train", "utterances": len(waves)})
+
+
 def _power(spec: torch.Tensor) -> torch.Tensor:
     return spec.real**2 + spec.imag**2
 
