@@ -185,6 +185,12 @@ def test_enhancement_benchmark_refuses_member_weights_for_single_prior_vems(caps
     assert "joint-vem only" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--nmf-rank", "--speech-nmf-rank"])
+def test_separation_benchmark_refuses_a_rank_below_one_before_any_work(flag, capsys):
+    assert load_tool("benchmark_separate").main([flag, "0"]) == 2
+    assert f"{flag} must be a positive rank, got 0" in capsys.readouterr().err
+
+
 def test_bss_eval_finds_the_permutation():
     rng = np.random.default_rng(6)
     sources = rng.standard_normal((2, 8000))

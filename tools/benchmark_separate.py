@@ -194,6 +194,9 @@ def mixture_row(items: list[dict]) -> dict:
 @guarded
 def main(argv=None) -> int:
     args = parse_args(argv)
+    for flag, rank in (("--nmf-rank", args.nmf_rank), ("--speech-nmf-rank", args.speech_nmf_rank)):
+        if rank is not None and rank < 1:
+            raise UsageError(f"{flag} must be a positive rank, got {rank}")
     torch.set_num_threads(1)
     flute_prior = load_prior(args.flute_prior)
     audio = flute_data(flute_prior)
