@@ -56,6 +56,7 @@ from mixdvae.dvae.base import CheckpointError
 from mixdvae.errors import ConfigError, InputError, UsageError
 
 from . import nmf
+from .corpus import load_split
 from .io import MODEL_RATE, check_waveforms
 from .stft import DEFAULT_STFT, STFT, crossfade_weights, segment_starts
 from .timing import RealTimeFactors
@@ -584,8 +585,6 @@ def learn_nmf_basis(waveforms: list[np.ndarray], rank: int = 32, iterations: int
 def learn_speech_basis(corpus: str | os.PathLike, rank: int = 32, utterances: int = 200) -> NMFBasis:
     """The NMF speech basis of ``rank`` learned on ``utterances`` training utterances of a speech corpus
     (:mod:`mixdvae.audio.corpus`), chosen with seed 0: the procedure that made the shipped ``nmf_speech`` (rank 32)."""
-    from .corpus import load_split
-
     train = load_split(corpus, "train")
     count = len(train.offsets) - 1
     chosen = np.random.default_rng(0).choice(count, size=min(utterances, count), replace=False)
