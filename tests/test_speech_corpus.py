@@ -98,3 +98,19 @@ def test_speech_basis_is_learned_on_chosen_training_utterances_and_seeded(speech
     every = learn_speech_basis(tmp_path / "corpus", rank=4, utterances=100)  # more than the split holds: all 6
     assert every.meta["utterances"] == len(load_split(tmp_path / "corpus", "train")) == 6
     assert 0 < basis.meta["frames"] < every.meta["frames"]
+
+
+def test_separation_ships_the_speech_class_basis_from_the_corpus(speech_root, tmp_path, monkeypatch, capsys):
+    """``benchmark_separate.py --ship-nmf speech`` learns nmf_speech on the corpus's training split (the procedure
+    of learn_speech_basis, rank --nmf-rank), not on a flute prior's files, and writes it to the priors folder."""
+    from mixdvae.audio.enhance import NMFBasis, learn_speech_basis
+
+    corpus = tmp_path / "corpus"
+    build_corpus(speech_root, corpus, CorpusSettings(test_speakers=["C"], val_fraction=0.25, seed=3), progress=False)
+    tool = load_tool("benchmark_separate")
+    monkeypatch.setattr(tool, "PRIORS_DIR", tmp_path / "priors")
+    (tmp_path / "priors").mkdir()
+    assert tool.main(["--ship-nmf", "speech", "--nmf-rank", "3", "--corpus", str(corpus)]) == 0
+    shipped = NMFBasis.load(tmp_path / "priors" / "nmf_speech.pt")
+    assert shipped.W.equal(learn_speech_basis(corpus, rank=3).W) and shipped.meta["utterances"] == 6
+    assert "rank 3" in capsys.readouterr().out

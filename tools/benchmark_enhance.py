@@ -31,7 +31,7 @@ Examples:
     python tools/benchmark_enhance.py --pairs my_pairs/ --methods logmmse dvae-vem
     python tools/benchmark_enhance.py --export /tmp/pairs      # the test set as clean/noisy wavs
     python tools/benchmark_enhance.py --pairs /tmp/pairs --methods noisy joint-vem --device cuda --set batch_size=24
-    python tools/benchmark_enhance.py --ship-nmf             # (re)learn and ship data/priors/nmf_speech.pt
+    python tools/benchmark_enhance.py --ship-nmf             # (re)learn and ship data/priors/nmf_speech_vem.pt
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ Table: per method, SI-SDR / SDR / SIR / SAR of each source averaged over the set
 permutation) and the real-time factor (CPU seconds per second of audio, one torch thread); then each MixDVAE
 variant's paired SI-SDR differences to supervised NMF and to the oracle ratio mask, with 95 % bootstrap intervals
 over the mixtures (an interval that excludes 0 is a difference the set resolves). Supervised NMF: one
-IS-NMF basis per source learned on that source's prior's training data (speech: the shipped ``nmf_speech``, or
-with ``--speech-nmf-rank`` one of another rank learned now the same way; flute: learned here on the flute prior's
-training files, rank ``--nmf-rank``); the same bases give MixDVAE its
+IS-NMF basis per source learned on that source's prior's training data (speech: the shipped ``nmf_speech``, rank
+64, or with ``--speech-nmf-rank`` one of another rank learned now the same way; flute: learned here on the flute
+prior's training files, rank ``--nmf-rank``); the same bases give MixDVAE its
 starting point (``init="nmf"``, the default; variant ``reconstruction``: the paper's start).
 
 Examples:
@@ -23,6 +23,7 @@ Examples:
     python tools/benchmark_separate.py --split val --variants default mean additive --json val.json
     python tools/benchmark_separate.py --speech-nmf-rank 64        # a rank-64 speech basis (baseline and start)
     python tools/benchmark_separate.py --ship-nmf      # learn data/priors/nmf_flute.pt from srnn_flute's data
+    python tools/benchmark_separate.py --ship-nmf speech --nmf-rank 64   # data/priors/nmf_speech.pt from the corpus
     python tools/benchmark_separate.py --flute-prior srnn_mysource --ship-nmf mysource   # any source class
 """
 
@@ -97,16 +98,18 @@ def parse_args(argv=None):
     ap.add_argument("--iterations", type=int, help="VEM iterations of every variant (default: the config's)")
     ap.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
                     help="any other SeparateConfig setting of every variant, e.g. --set rho=0.05 (repeatable)")
-    ap.add_argument("--nmf-rank", type=int, default=32, help="rank of the flute NMF basis (default 32)")
+    ap.add_argument("--nmf-rank", type=int, default=32,
+                    help="rank of the flute NMF basis, or of the --ship-nmf class's (default 32)")
     ap.add_argument("--speech-nmf-rank", type=int, metavar="RANK",
                     help="learn the speech NMF basis of this rank now on the corpus's training split, as the shipped "
-                         "nmf_speech (rank 32) was learned, instead of loading nmf_speech")
+                         "nmf_speech (rank 64) was learned, instead of loading nmf_speech")
     ap.add_argument("--seed", type=int, default=0, help="seed of the test set and of the VEM (default 0)")
     ap.add_argument("--json", type=Path, metavar="FILE", help="write the table and the per-mixture scores")
     ap.add_argument("--ship-nmf", nargs="?", const="flute", metavar="CLASS",
                     help="learn the NMF basis of --flute-prior's training files (MixDVAE's start and the NMF "
                          "baseline) and write it to data/priors/nmf_CLASS.pt (default CLASS: flute), then stop; "
-                         "any source class's prior trained from a data: audio: folder works")
+                         "any source class's prior trained from a data: audio: folder works; CLASS speech learns "
+                         "from the --corpus training split instead (200 utterances, seed 0)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return ap.parse_args(argv)
 
@@ -198,16 +201,10 @@ def main(argv=None) -> int:
         if rank is not None and rank < 1:
             raise UsageError(f"{flag} must be a positive rank, got {rank}")
     torch.set_num_threads(1)
+    if args.ship_nmf:
+        return ship_nmf(args)
     flute_prior = load_prior(args.flute_prior)
     audio = flute_data(flute_prior)
-    if args.ship_nmf:
-        if not args.ship_nmf.isidentifier():
-            raise UsageError(f"--ship-nmf: {args.ship_nmf!r} is not a source class name (letters, digits, _)")
-        basis = learn_flute_basis(audio, args.nmf_rank, args.seed)
-        path = PRIORS_DIR / f"nmf_{args.ship_nmf}.pt"
-        basis.save(path)
-        print(f"shipped {path} (rank {args.nmf_rank}, files {basis.meta['files']})")
-        return 0
     settings = dataclass_overrides(SeparateConfig, args.set)  # a bad --set fails before any work
     items = build_set(args, audio)
     waves = [it["mixture"] for it in items]
@@ -246,6 +243,23 @@ def main(argv=None) -> int:
         summary = {"set": describe(args, audio, items), "args": {k: str(v) for k, v in vars(args).items()},
                    "rows": rows, "comparisons": comparisons}
         atomic_write_text(args.json, json.dumps(summary, indent=1, default=float))
+    return 0
+
+
+def ship_nmf(args) -> int:
+    """Learn the NMF basis of the source class ``--ship-nmf`` (speech: on the corpus's training split; any other:
+    on ``--flute-prior``'s training files), rank ``--nmf-rank``, and write ``data/priors/nmf_CLASS.pt``."""
+    if not args.ship_nmf.isidentifier():
+        raise UsageError(f"--ship-nmf: {args.ship_nmf!r} is not a source class name (letters, digits, _)")
+    if args.ship_nmf == "speech":
+        basis = learn_speech_basis(args.corpus, args.nmf_rank)
+        source = f"{basis.meta['utterances']} utterances of {args.corpus}"
+    else:
+        basis = learn_flute_basis(flute_data(load_prior(args.flute_prior)), args.nmf_rank, args.seed)
+        source = f"files {basis.meta['files']}"
+    path = PRIORS_DIR / f"nmf_{args.ship_nmf}.pt"
+    basis.save(path)
+    print(f"shipped {path} (rank {args.nmf_rank}, {source})")
     return 0
 
 
