@@ -22,6 +22,7 @@ from mixdvae.audio.separate import (
     StackedDKF,
     additive_posterior,
     e_w,
+    load_sources,
     marginal_w,
     nmf_separate,
     oracle_separate,
@@ -436,3 +437,16 @@ def test_shipped_flute_prior_and_demo_files():
     demo = shipped_dir("audio_demo")
     for name in load_tool("separate").DEMO_FILES:
         assert soundfile.info(demo / name).samplerate == RATE
+
+
+def test_shipped_nmf_bases_have_the_documented_ranks():
+    """Separation's class bases, chosen on the validation mixtures (nmf_speech rank 128, nmf_flute rank 64); NMF-VEM's
+    speech basis in enhancement (nmf_speech_vem) stays rank 32 (README, data/priors/README.md)."""
+    from mixdvae.audio.enhance import load_speech_prior
+
+    speech, flute = load_sources(["speech", "flute"], "nmf")
+    assert speech.W.shape == (513, 128) and flute.W.shape == (513, 64)
+    assert speech.meta["split"] == "train" and speech.meta["utterances"] == 200
+    assert "fluidr3_17.flac" not in flute.meta["files"]  # held out of the flute prior's training, as the basis
+    vem = load_speech_prior("nmf")
+    assert isinstance(vem, NMFBasis) and vem.W.shape == (513, 32)

@@ -585,7 +585,7 @@ def learn_nmf_basis(waveforms: list[np.ndarray], rank: int = 32, iterations: int
 def learn_speech_basis(corpus: str | os.PathLike, rank: int = 32, utterances: int = 200) -> NMFBasis:
     """The NMF speech basis of ``rank`` learned on ``utterances`` training utterances of a speech corpus
     (:mod:`mixdvae.audio.corpus`), chosen with seed 0: the procedure that made the shipped ``nmf_speech_vem``
-    (rank 32, NMF-VEM's basis) and ``nmf_speech`` (rank 64, the speech class's basis in separation)."""
+    (rank 32, NMF-VEM's basis) and ``nmf_speech`` (rank 128, the speech class's basis in separation)."""
     train = load_split(corpus, "train")
     count = len(train.offsets) - 1
     chosen = np.random.default_rng(0).choice(count, size=min(utterances, count), replace=False)
@@ -598,7 +598,7 @@ def _power(spec: torch.Tensor) -> torch.Tensor:
 
 
 # NMF-VEM's speech basis, data/priors/nmf_speech_vem.pt: rank 32 (validation +5.31 dB SI-SDR; rank 64: +4.46, the
-# speech basis fights a noise model there). Separation's supervised NMF uses the class basis nmf_speech (rank 64).
+# speech basis fights a noise model there). Separation's supervised NMF uses the class basis nmf_speech (rank 128).
 NMF_PRIOR_NAME = "nmf_speech_vem"
 # the default of tools/enhance.py and the benchmark's joint VEM (README, "Audio: speech enhancement"): on the
 # validation split the pair beats each prior alone on all three metrics; adding srnn_speech scores higher still but
