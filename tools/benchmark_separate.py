@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     waves = [it["mixture"] for it in items]
     priors = load_sources([args.speech_prior], "mixdvae") + [flute_prior]
     speech_basis = load_sources(["speech"], "nmf") if args.speech_nmf_rank is None else \
-        [learn_speech_basis(args.corpus, args.speech_nmf_rank)]
+        [learn_speech_basis(resolve_path(args.corpus), args.speech_nmf_rank)]
     bases = speech_basis + [learn_flute_basis(audio, args.nmf_rank, args.seed)]
     rows = [mixture_row(items)]
     nmf = nmf_separate(waves, bases)
@@ -253,7 +253,7 @@ def ship_nmf(args) -> int:
     if not args.ship_nmf.isidentifier():
         raise UsageError(f"--ship-nmf: {args.ship_nmf!r} is not a source class name (letters, digits, _)")
     if args.ship_nmf == "speech":
-        basis = learn_speech_basis(args.corpus, args.nmf_rank)
+        basis = learn_speech_basis(resolve_path(args.corpus), args.nmf_rank)
         source = f"{basis.meta['utterances']} utterances of {args.corpus}"
     else:
         basis = learn_flute_basis(flute_data(load_prior(args.flute_prior)), args.nmf_rank, args.seed)
