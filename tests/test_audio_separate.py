@@ -29,6 +29,7 @@ from mixdvae.audio.separate import (
     output_mask,
     per_bin_posterior,
     separate,
+    source_label,
 )
 from mixdvae.audio.stft import segment_starts
 from mixdvae.dvae import DKF, SRNN, load_prior
@@ -450,3 +451,12 @@ def test_shipped_nmf_bases_have_the_documented_ranks():
     assert "fluidr3_17.flac" not in flute.meta["files"]  # held out of the flute prior's training, as the basis
     vem = load_speech_prior("nmf")
     assert isinstance(vem, NMFBasis) and vem.W.shape == (513, 32)
+
+
+def test_class_names_resolve_to_the_shipped_priors():
+    """``speech`` separates with the DKF prior (CLASS_PRIORS, chosen on validation), other classes with
+    ``srnn_<class>``; a prior's name labels its class, so ``--sources dkf_speech flute`` finds ``nmf_speech``."""
+    speech, flute = load_sources(["speech", "flute"], "mixdvae")
+    assert isinstance(speech, DKF) and isinstance(flute, SRNN)
+    assert isinstance(load_sources(["srnn_speech"], "mixdvae")[0], SRNN)
+    assert source_label("dkf_speech") == source_label("srnn_speech") == source_label("speech") == "speech"

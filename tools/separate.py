@@ -15,11 +15,11 @@ Examples:
     python tools/separate.py mix.wav --sources speech runs/my_flute/srnn.pt --out sep/
     python tools/separate.py mix.wav --method nmf --refs speech.wav flute.wav --out nmf/
 
-Sources: a class name (``speech`` -> the shipped prior ``srnn_speech``, or ``nmf_speech`` with ``--method nmf``)
-or the name or path of a checkpoint (an SRNN or DKF prior of power spectra, e.g. ``dkf_speech``; an NMF basis for
-``--method nmf``). MixDVAE starts from supervised NMF's estimate of each source (``--init nmf``, the default), so it
-also loads one NMF basis per source: ``nmf_<class>`` for a class name, else the ones given by ``--bases``; ``--init
-reconstruction`` (the paper's start) needs none. References
+Sources: a class name (``speech`` -> the shipped prior ``dkf_speech``, ``flute`` -> ``srnn_flute``; ``nmf_<class>``
+with ``--method nmf``) or the name or path of a checkpoint (an SRNN or DKF prior of power spectra, e.g.
+``srnn_speech``; an NMF basis for ``--method nmf``). MixDVAE starts from supervised NMF's estimate of each source
+(``--init nmf``, the default), so it also loads one NMF basis per source: ``nmf_<class>`` for a class name, else the
+ones given by ``--bases``; ``--init reconstruction`` (the paper's start) needs none. References
 (``--refs``): one file per source for each mixture, mixture by mixture in the order of ``--sources``, or a
 folder holding ``<mixture name>_<source>.wav`` (or .flac/.ogg). Stereo, empty, silent, NaN or too short input
 is refused with a message naming the file.
