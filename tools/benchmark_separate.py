@@ -44,6 +44,7 @@ from mixdvae.audio.enhance import NMFBasis, learn_nmf_basis, learn_speech_basis
 from mixdvae.audio.metrics import Interval, mean_interval
 from mixdvae.audio.mixing import snr_db
 from mixdvae.audio.separate import (
+    CLASS_PRIORS,
     SCORES,
     SeparateConfig,
     load_sources,
@@ -268,7 +269,8 @@ def ship_nmf(args) -> int:
 def describe(args, audio: dict, items: list[dict]) -> str:
     flute_files = sorted({it["flute_file"] for it in items})
     return (f"{len(items)} mixtures of {args.seconds:g} s ({args.pairs} pairs x ratios {args.ratios} dB), split "
-            f"{args.split}, seed {args.seed}; speech prior {args.speech_prior}, flute prior {args.flute_prior} "
+            f"{args.split}, seed {args.seed}; speech prior {CLASS_PRIORS.get(args.speech_prior, args.speech_prior)}, "
+            f"flute prior {args.flute_prior} "
             f"(trained on {audio['train']}); flute files {flute_files}; speech NMF basis "
             f"{'nmf_speech' if args.speech_nmf_rank is None else f'of rank {args.speech_nmf_rank}, learned now'}")
 
