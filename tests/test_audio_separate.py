@@ -13,7 +13,7 @@ import soundfile
 import torch
 
 from mixdvae.audio import STFT, write_audio
-from mixdvae.audio.enhance import NMFBasis, learn_nmf_basis
+from mixdvae.audio.enhance import NMFBasis, learn_nmf_basis, load_speech_prior
 from mixdvae.audio.metrics import si_sdr
 from mixdvae.audio.separate import (
     STACKS,
@@ -443,8 +443,6 @@ def test_shipped_flute_prior_and_demo_files():
 def test_shipped_nmf_bases_have_the_documented_ranks():
     """Separation's class bases, chosen on the validation mixtures (nmf_speech rank 128, nmf_flute rank 64); NMF-VEM's
     speech basis in enhancement (nmf_speech_vem) stays rank 32 (README, data/priors/README.md)."""
-    from mixdvae.audio.enhance import load_speech_prior
-
     speech, flute = load_sources(["speech", "flute"], "nmf")
     assert speech.W.shape == (513, 128) and flute.W.shape == (513, 64)
     assert speech.meta["split"] == "train" and speech.meta["utterances"] == 200

@@ -44,7 +44,6 @@ from mixdvae.audio.enhance import NMFBasis, learn_nmf_basis, learn_speech_basis
 from mixdvae.audio.metrics import Interval, mean_interval
 from mixdvae.audio.mixing import snr_db
 from mixdvae.audio.separate import (
-    CLASS_PRIORS,
     SCORES,
     SeparateConfig,
     load_sources,
@@ -52,6 +51,7 @@ from mixdvae.audio.separate import (
     oracle_separate,
     separate,
     separation_scores,
+    source_path,
 )
 from mixdvae.cli import guarded, parser
 from mixdvae.config import dataclass_overrides, parse_override
@@ -268,9 +268,10 @@ def ship_nmf(args) -> int:
 
 def describe(args, audio: dict, items: list[dict]) -> str:
     flute_files = sorted({it["flute_file"] for it in items})
+    speech_prior = source_path(args.speech_prior, "mixdvae")  # a shipped prior by its name, any other as given
+    speech_prior = speech_prior.stem if speech_prior.parent == PRIORS_DIR else args.speech_prior
     return (f"{len(items)} mixtures of {args.seconds:g} s ({args.pairs} pairs x ratios {args.ratios} dB), split "
-            f"{args.split}, seed {args.seed}; speech prior {CLASS_PRIORS.get(args.speech_prior, args.speech_prior)}, "
-            f"flute prior {args.flute_prior} "
+            f"{args.split}, seed {args.seed}; speech prior {speech_prior}, flute prior {args.flute_prior} "
             f"(trained on {audio['train']}); flute files {flute_files}; speech NMF basis "
             f"{'nmf_speech' if args.speech_nmf_rank is None else f'of rank {args.speech_nmf_rank}, learned now'}")
 

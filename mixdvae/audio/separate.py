@@ -758,23 +758,29 @@ def source_label(source: str | os.PathLike) -> str:
     return name
 
 
+def source_path(source: str | os.PathLike, method: Literal["mixdvae", "nmf"]) -> Path:
+    """The checkpoint file of a source for ``method`` (it may not exist): a shipped name or a path as given, else a
+    class name's shipped model: DVAE priors ``srnn_<class>`` or the :data:`CLASS_PRIORS` entry (``"speech"`` ->
+    ``dkf_speech``), NMF bases ``nmf_<class>`` (``"speech"`` -> ``nmf_speech``)."""
+    from mixdvae.dvae import prior_path
+
+    path = prior_path(source)
+    if not path.is_file() and not Path(str(source)).suffix and os.sep not in str(source):
+        label = source_label(source)
+        path = prior_path(CLASS_PRIORS.get(label, f"srnn_{label}") if method == "mixdvae" else f"nmf_{label}")
+    return path
+
+
 def load_sources(sources: Sequence[str | os.PathLike], method: Literal["mixdvae", "nmf"], device="cpu") -> list:
-    """The model of each source for ``method``: DVAE priors (a class name -> the shipped ``srnn_<class>``, or its
-    :data:`CLASS_PRIORS` entry: ``"speech"`` -> ``dkf_speech``) or NMF bases (``"speech"`` -> ``nmf_speech``); a path
-    is loaded as given.
+    """The model of each source for ``method`` (DVAE priors or NMF bases), found by :func:`source_path`.
 
     Raises :class:`~mixdvae.errors.DataNotFoundError` (naming the shipped files) or a
     :class:`~mixdvae.dvae.base.CheckpointError` / :class:`UsageError` naming the file that is not usable."""
-    from mixdvae.dvae import available_priors, load_prior, prior_path
+    from mixdvae.dvae import available_priors, load_prior
 
-    prefix = "srnn_" if method == "mixdvae" else "nmf_"
     models = []
     for source in sources:
-        path = prior_path(source)
-        if not path.is_file() and not Path(str(source)).suffix and os.sep not in str(source):
-            label = source_label(source)
-            shipped = CLASS_PRIORS.get(label, f"{prefix}{label}") if method == "mixdvae" else f"{prefix}{label}"
-            path = prior_path(shipped)
+        path = source_path(source, method)
         if not path.is_file():
             raise DataNotFoundError(f"source {str(source)!r}: no checkpoint at {path}; shipped: "
                                     f"{available_priors()}")
