@@ -94,6 +94,9 @@ def parse_args(argv=None):
                                                 f"(default {SeparateConfig.average})")
     ap.add_argument("--rho", type=float, help=f"v_x = rho |x|^2 (default {SeparateConfig.rho})")
     ap.add_argument("--update-rho", action="store_true", default=None, help="re-estimate rho (M-step)")
+    ap.add_argument("--equalise", type=int, metavar="ROUNDS",
+                    help=f"EM rounds per iteration of each source's per-bin gain (a timbre its prior never heard); "
+                         f"0: none (default {SeparateConfig.equalise})")
     ap.add_argument("--segment", type=int, help=f"frames per segment, 0 = whole signal "
                                                 f"(default {SeparateConfig.segment})")
     add_audio_run_options(ap, "separate the shipped speech + flute example")
@@ -123,7 +126,7 @@ def parse_args(argv=None):
 def config_from(args) -> SeparateConfig:
     """The separation config: the defaults with the options given on the command line."""
     keys = ("init", "iterations", "sampling", "mixture", "assignment", "average", "output", "rho", "update_rho",
-            "segment", "seed")
+            "equalise", "segment", "seed")
     return SeparateConfig(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
 
 
