@@ -412,11 +412,13 @@ def test_separate_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsy
         "ref missing": ([mix, "--refs", refs[0], str(tmp / "nope.wav")], 3, "nope.wav"),
         "oracle without refs": ([mix, "--method", "irm"], 2, "--refs"),
         "bad config": ([mix, "--rho", "0"], 4, "rho"),
+        "bad equaliser": ([mix, "--equalise", "-1"], 4, "equalise"),
         "no basis": ([mix, "--sources", str(tmp / "tones.pt"), str(tmp / "bands.pt")], 2, "--bases"),
         "basis count": ([mix, "--bases", str(tmp / "tones_nmf.pt")], 2, "--bases"),
         "corrupt basis": ([mix, "--bases", str(tmp / "corrupt.pt"), str(tmp / "bands_nmf.pt")], 4, "corrupt.pt"),
         "masks per source": ([mix, "--output", "posterior", "assignment", "posterior"], 2, "--output"),
         "no input": ([], 2, "--demo"),
+        "demo of one source": (["--demo", "--sources", "speech"], 2, "two --sources"),
     }
     if not torch.cuda.is_available():
         cases["no CUDA"] = ([mix, "--device", "cuda"], 2, "--device cuda")

@@ -106,7 +106,8 @@ def parse_args(argv=None):
             ap.error("--demo takes no inputs or --refs")
         demo = shipped_dir("audio_demo")
         args.inputs, args.refs = [demo / DEMO_FILES[0]], [demo / name for name in DEMO_FILES[1:]]
-        args.sources = ["speech", "flute"]
+        if len(args.sources) != 2:  # other speech and flute priors may be named (e.g. srnn_speech flute)
+            ap.error(f"--demo separates a speech and a flute source: give two --sources, got {len(args.sources)}")
     elif not args.inputs:
         ap.error("give mixture audio files or folders, or --demo")
     if args.method in ("irm", "ibm") and not args.refs:
