@@ -30,6 +30,7 @@ from mixdvae.audio.separate import (
     oracle_separate,
     output_mask,
     per_bin_posterior,
+    posterior_power,
     separate,
     source_label,
 )
@@ -137,11 +138,33 @@ def test_config_is_validated():
 def test_output_masks_one_for_all_or_one_per_source():
     gen = torch.Generator().manual_seed(0)
     a, eta = torch.rand(3, 4, 7, generator=gen), torch.softmax(torch.randn(3, 4, 7, generator=gen), 0)
-    torch.testing.assert_close(output_mask(a, eta, SeparateConfig(output="assignment")), eta)
-    torch.testing.assert_close(output_mask(a, eta, SeparateConfig(output="posterior")), a)
-    mixed = output_mask(a, eta, SeparateConfig(output=("posterior", "assignment", "posterior")))
-    torch.testing.assert_close(mixed, torch.stack([a[0], eta[1], a[2]]))
-    torch.testing.assert_close(output_mask(a, eta, SeparateConfig(mixture="additive", output="assignment")), a)
+    power = torch.rand(3, 4, 7, generator=gen)
+    torch.testing.assert_close(output_mask(a, eta, None, SeparateConfig(output="assignment")), eta)
+    torch.testing.assert_close(output_mask(a, eta, None, SeparateConfig(output="posterior")), a)
+    torch.testing.assert_close(output_mask(a, eta, power, SeparateConfig()), power / power.sum(0))
+    mixed = output_mask(a, eta, power, SeparateConfig(output=("posterior", "assignment", "power")))
+    torch.testing.assert_close(mixed, torch.stack([a[0], eta[1], (power / power.sum(0))[2]]))
+    torch.testing.assert_close(output_mask(a, eta, power, SeparateConfig(mixture="additive", output="assignment")), a)
+
+
+def test_posterior_power_equals_the_moments_of_the_exact_posterior_on_one_bin():
+    """E[|s^n|^2 | x] under the per-bin model, by sampling the model and keeping draws whose mixture lands near x:
+    for the assigned source the Wiener posterior's second moment, for the other its prior variance, mixed by the
+    assignment posterior."""
+    v, vx, x_power = torch.tensor([2.0, 0.5], dtype=torch.float64), torch.tensor(0.1, dtype=torch.float64), 1.0
+    eta = marginal_w(v, torch.tensor(x_power, dtype=torch.float64), vx)
+    gen = torch.Generator().manual_seed(0)
+    n = 4_000_000
+    w = torch.randint(0, 2, (n,), generator=gen)
+    s = torch.complex(torch.randn(2, n, generator=gen, dtype=torch.float64),
+                      torch.randn(2, n, generator=gen, dtype=torch.float64)) * (v.reshape(2, 1) / 2).sqrt()
+    e = torch.complex(torch.randn(n, generator=gen, dtype=torch.float64),
+                      torch.randn(n, generator=gen, dtype=torch.float64)) * math.sqrt(float(vx) / 2)
+    x = s[w, torch.arange(n)] + e
+    near = (x - 1.0).abs() < 0.05  # x close to 1 + 0j: |x|^2 = 1
+    expected = (s[:, near].abs() ** 2).mean(1)
+    power = posterior_power(v, eta, torch.tensor(x_power, dtype=torch.float64), vx)
+    np.testing.assert_allclose(power.numpy(), expected.numpy(), rtol=0.05)
 
 
 def test_one_output_mask_per_source_is_checked_against_the_priors():
@@ -370,13 +393,17 @@ def test_separate_tool_writes_sources_png_scores_json(tool_files, capsys):
 def test_separate_tool_one_mask_per_source(tool_files):
     """--output names one mask per source: each source comes out as with its mask given to all sources."""
     runs = {}
-    for name, masks in (("eta", ["assignment"]), ("a", ["posterior"]), ("mixed", ["posterior", "assignment"])):
+    for name, masks in (("eta", ["assignment"]), ("a", ["posterior"]), ("mixed", ["posterior", "assignment"]),
+                        ("power", ["power"]), ("power_eta", ["power", "assignment"])):
         out = tool_files / f"out_{name}"
         assert run_tool(tool_files, str(tool_files / "mix.wav"), "--output", *masks, "--out", str(out)) == 0
         runs[name] = {label: soundfile.read(out / f"mix_{label}.wav")[0] for label in ("tones", "bands")}
     assert not np.allclose(runs["a"]["tones"], runs["eta"]["tones"], atol=1e-4)
     np.testing.assert_allclose(runs["mixed"]["tones"], runs["a"]["tones"], atol=1e-6)
     np.testing.assert_allclose(runs["mixed"]["bands"], runs["eta"]["bands"], atol=1e-6)
+    assert not np.allclose(runs["power"]["tones"], runs["eta"]["tones"], atol=1e-4)
+    np.testing.assert_allclose(runs["power_eta"]["tones"], runs["power"]["tones"], atol=1e-6)
+    np.testing.assert_allclose(runs["power_eta"]["bands"], runs["eta"]["bands"], atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["irm", "ibm"])

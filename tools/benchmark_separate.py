@@ -67,11 +67,13 @@ VARIANTS = {
     "default": {},
     # the paper's start (every source starts as the mixture) with the settings measured best for it (the defaults
     # before the NMF start)
-    "reconstruction": {"init": "reconstruction", "rho": 0.03, "iterations": 5, "average": 3, "equalise": 0},
+    "reconstruction": {"init": "reconstruction", "rho": 0.03, "iterations": 5, "average": 3, "equalise": 0,
+                       "output": "assignment"},
     "research": {"sampling": "gaussian", "mixture": "per_bin", "assignment": "mean_field", "update_rho": False,
                  "rho": 0.03, "iterations": 70, "average": 1, "output": "posterior", "equalise": 0},
     "mean_field": {"assignment": "mean_field", "average": 1, "output": "posterior"},  # the paper's E-W and output
     "posterior": {"output": "posterior"},  # the posterior-mean gain a as the output mask
+    "assignment": {"output": "assignment"},  # the assignment eta as the output mask (the default before "power")
     "per_source": {"output": ["posterior", "assignment"]},  # speech: a, flute: eta
     "gaussian": {"sampling": "gaussian"},
     "mean": {"sampling": "mean"},

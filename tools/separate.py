@@ -87,9 +87,10 @@ def parse_args(argv=None):
     ap.add_argument("--assignment", choices=("marginal", "mean_field"),
                     help=f"per_bin E-W: p(w | x, v) at each step, or the paper's mean-field update "
                          f"(default {SeparateConfig.assignment})")
-    ap.add_argument("--output", choices=("assignment", "posterior"), nargs="+",
-                    help=f"per_bin output mask, one for all sources or one per source: the assignment eta (sums to "
-                         f"1 over sources) or the posterior-mean gain a (default {SeparateConfig.output})")
+    ap.add_argument("--output", choices=("power", "assignment", "posterior"), nargs="+",
+                    help=f"per_bin output mask, one for all sources or one per source: the ratio of the sources' "
+                         f"posterior powers or the assignment eta (both sum to 1 over sources), or the "
+                         f"posterior-mean gain a (default {SeparateConfig.output})")
     ap.add_argument("--average", type=int, help=f"output gains averaged over the last N iterations "
                                                 f"(default {SeparateConfig.average})")
     ap.add_argument("--rho", type=float, help=f"v_x = rho |x|^2 (default {SeparateConfig.rho})")
