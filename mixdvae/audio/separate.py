@@ -85,7 +85,7 @@ Every figure below was measured with the paper's start (and rho 0.03). With
 the posterior-mean mask: the mean-field E-W, last iteration (the first default) 9.01 / 5.19 dB; marginal E-W 9.62 /
 6.05 (2 iterations: 9.06 / 5.28, 10: 9.61 / 5.74; rho 0.01: 8.82 / 6.67, 0.1: 8.58 / 2.10; tempered draws 8.83 /
 2.23; posterior means 5.22 / -39.0, the flute collapses, below); marginal and the output averaged over the last 3
-iterations 9.77 / 6.17 (over 5: 9.36 / 5.95). With the assignment mask eta as the output (the default): 9.25 / 9.02
+iterations 9.77 / 6.17 (over 5: 9.36 / 5.95). With the assignment mask eta as the output (then the default): 9.25 / 9.02
 (rho 0.01: 8.99 / 8.72, 0.1: 8.07 / 8.03; 10 iterations averaged over 5: 8.83 / 8.58; with the mean-field E-W: 7.60
 / 7.02); with the shipped (augmented) flute prior 9.67 / 9.68 (averaged over 5 iterations: 9.69 / 9.59). An earlier
 set (2 pairs x 3 ratios of 3 s, mean-field E-W): 5 iterations 9.9 / 6.0 dB; 15: 8.1 / 3.7; 30: 8.2 / 2.9; 70 (the
