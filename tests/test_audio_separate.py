@@ -129,7 +129,8 @@ def test_segments_cover_the_signal_without_padding():
 def test_config_is_validated():
     for bad in ({"iterations": 0}, {"rho": 0.0}, {"sampling": "uniform"}, {"mixture": "sum"},
                 {"segment": 10, "overlap": 10}, {"temperature": 2.0}, {"unknown": 1}, {"average": 0},
-                {"assignment": "hard"}, {"output": "mask"}, {"output": []}, {"output": ["posterior", "mask"]}):
+                {"assignment": "hard"}, {"output": "mask"}, {"output": []}, {"output": ["posterior", "mask"]},
+                {"mask_exponent": 0.0}):
         with pytest.raises((ConfigError, TypeError)):
             SeparateConfig(**bad)
     assert SeparateConfig(output=["posterior", "assignment"]).output == ("posterior", "assignment")
@@ -141,8 +142,10 @@ def test_output_masks_one_for_all_or_one_per_source():
     power = torch.rand(3, 4, 7, generator=gen)
     torch.testing.assert_close(output_mask(a, eta, None, SeparateConfig(output="assignment")), eta)
     torch.testing.assert_close(output_mask(a, eta, None, SeparateConfig(output="posterior")), a)
-    torch.testing.assert_close(output_mask(a, eta, power, SeparateConfig()), power / power.sum(0))
-    mixed = output_mask(a, eta, power, SeparateConfig(output=("posterior", "assignment", "power")))
+    plain = SeparateConfig(mask_exponent=1.0)
+    torch.testing.assert_close(output_mask(a, eta, power, plain), power / power.sum(0))
+    torch.testing.assert_close(output_mask(a, eta, power, SeparateConfig()), power**2 / (power**2).sum(0))  # k = 2
+    mixed = output_mask(a, eta, power, SeparateConfig(output=("posterior", "assignment", "power"), mask_exponent=1.0))
     torch.testing.assert_close(mixed, torch.stack([a[0], eta[1], (power / power.sum(0))[2]]))
     torch.testing.assert_close(output_mask(a, eta, power, SeparateConfig(mixture="additive", output="assignment")), a)
 

@@ -91,6 +91,9 @@ def parse_args(argv=None):
                     help=f"per_bin output mask, one for all sources or one per source: the ratio of the sources' "
                          f"posterior powers or the assignment eta (both sum to 1 over sources), or the "
                          f"posterior-mean gain a (default {SeparateConfig.output})")
+    ap.add_argument("--mask-exponent", type=float, metavar="K",
+                    help=f"the power mask: posterior powers raised to K before their ratio (default "
+                         f"{SeparateConfig.mask_exponent})")
     ap.add_argument("--average", type=int, help=f"output gains averaged over the last N iterations "
                                                 f"(default {SeparateConfig.average})")
     ap.add_argument("--rho", type=float, help=f"v_x = rho |x|^2 (default {SeparateConfig.rho})")
@@ -127,8 +130,8 @@ def parse_args(argv=None):
 
 def config_from(args) -> SeparateConfig:
     """The separation config: the defaults with the options given on the command line."""
-    keys = ("init", "iterations", "sampling", "mixture", "assignment", "average", "output", "rho", "update_rho",
-            "equalise", "segment", "seed")
+    keys = ("init", "iterations", "sampling", "mixture", "assignment", "average", "output", "mask_exponent", "rho",
+            "update_rho", "equalise", "segment", "seed")
     return SeparateConfig(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
 
 
