@@ -139,15 +139,17 @@ def test_config_is_validated():
 def test_output_masks_one_for_all_or_one_per_source():
     gen = torch.Generator().manual_seed(0)
     a, eta = torch.rand(3, 4, 7, generator=gen), torch.softmax(torch.randn(3, 4, 7, generator=gen), 0)
-    power = torch.rand(3, 4, 7, generator=gen)
-    torch.testing.assert_close(output_mask(a, eta, None, SeparateConfig(output="assignment")), eta)
-    torch.testing.assert_close(output_mask(a, eta, None, SeparateConfig(output="posterior")), a)
+    v, P, vx = torch.rand(3, 4, 7, generator=gen), torch.rand(4, 7, generator=gen), torch.rand(4, 7, generator=gen)
+    power = posterior_power(v, eta, P, vx)
+    masks = (a, eta, v, P, vx)
+    torch.testing.assert_close(output_mask(*masks, SeparateConfig(output="assignment")), eta)
+    torch.testing.assert_close(output_mask(*masks, SeparateConfig(output="posterior")), a)
     plain = SeparateConfig(mask_exponent=1.0)
-    torch.testing.assert_close(output_mask(a, eta, power, plain), power / power.sum(0))
-    torch.testing.assert_close(output_mask(a, eta, power, SeparateConfig()), power**2 / (power**2).sum(0))  # k = 2
-    mixed = output_mask(a, eta, power, SeparateConfig(output=("posterior", "assignment", "power"), mask_exponent=1.0))
+    torch.testing.assert_close(output_mask(*masks, plain), power / power.sum(0))
+    torch.testing.assert_close(output_mask(*masks, SeparateConfig()), power**2 / (power**2).sum(0))  # k = 2
+    mixed = output_mask(*masks, SeparateConfig(output=("posterior", "assignment", "power"), mask_exponent=1.0))
     torch.testing.assert_close(mixed, torch.stack([a[0], eta[1], (power / power.sum(0))[2]]))
-    torch.testing.assert_close(output_mask(a, eta, power, SeparateConfig(mixture="additive", output="assignment")), a)
+    torch.testing.assert_close(output_mask(*masks, SeparateConfig(mixture="additive", output="assignment")), a)
 
 
 def test_posterior_power_equals_the_moments_of_the_exact_posterior_on_one_bin():

@@ -537,13 +537,8 @@ def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig,
                 raise SeparationError(f"separation produced non-finite values at iteration {iteration}")
             costs.append(cost)
             if iteration >= config.iterations - config.average:
-                power = posterior_power(v, eta, P, vx) if "power" in _modes(config) else None
-                a_sum = a_sum + output_mask(a, eta, power, config)
+                a_sum = a_sum + output_mask(a, eta, v, P, vx, config)
     return a_sum / min(config.average, config.iterations), torch.stack(costs), rho.reshape(B)
-
-
-def _modes(config: SeparateConfig) -> tuple[str, ...]:
-    return (config.output,) if isinstance(config.output, str) else tuple(config.output)
 
 
 def _power_ratio(power: torch.Tensor, exponent: float) -> torch.Tensor:
@@ -551,17 +546,24 @@ def _power_ratio(power: torch.Tensor, exponent: float) -> torch.Tensor:
     return torch.softmax(exponent * torch.log(power.clamp(min=1e-30)), dim=0)
 
 
-def output_mask(a: torch.Tensor, eta: torch.Tensor, power: torch.Tensor | None, config: SeparateConfig) -> torch.Tensor:
-    """The output mask of one iteration (N, ...) from the gains ``a``, the assignment ``eta`` and the posterior
-    powers ``power`` (needed by ``"power"`` only) (module docstring); ``config.output`` names one for every source
-    or one per source."""
+def output_mask(a: torch.Tensor, eta: torch.Tensor, v: torch.Tensor, P: torch.Tensor, vx: torch.Tensor,
+                config: SeparateConfig) -> torch.Tensor:
+    """The output mask of one iteration (N, ...) from the gains ``a``, the assignment ``eta`` and, for ``"power"``,
+    the posterior powers of the prior variances ``v`` (:func:`posterior_power`; ``P = |x|^2`` and ``vx`` (...))
+    (module docstring); ``config.output`` names one for every source or one per source. Each named mask is computed
+    once."""
     if config.mixture == "additive":
         return a
-    masks = {"assignment": lambda: eta, "posterior": lambda: a,
-             "power": lambda: _power_ratio(power, config.mask_exponent)}
+    modes = (config.output,) if isinstance(config.output, str) else config.output
+    masks = {}
+    for mode in set(modes):
+        if mode == "power":
+            masks[mode] = _power_ratio(posterior_power(v, eta, P, vx), config.mask_exponent)
+        else:
+            masks[mode] = eta if mode == "assignment" else a
     if isinstance(config.output, str):
-        return masks[config.output]()
-    return torch.stack([masks[mode]()[n] for n, mode in enumerate(config.output)])
+        return masks[config.output]
+    return torch.stack([masks[mode][n] for n, mode in enumerate(modes)])
 
 
 def _roll(X, P, vx, eta, bank: SourceBank, zs, c, config: SeparateConfig, noise):
