@@ -227,3 +227,33 @@ def test_shipped_speech_priors_load_by_name():
         q_mean, _ = prior.encode(x)
         var = prior.predict_sequence(x, q_mean)["var"]
         assert torch.isfinite(var).all() and (var > 0).all()
+
+
+def test_audio_folder_data_reads_every_folder_of_a_list(tmp_path):
+    """``data: audio: folder:`` takes one folder or a list: each pattern is matched in every folder, a pattern that
+    matches nothing anywhere (or a missing folder) is refused naming it, and a file in both splits is refused."""
+    from mixdvae.audio import write_audio
+    from mixdvae.audio.stft import STFT
+    from mixdvae.dvae.training import build_spectrogram_data, folder_files
+    from mixdvae.errors import DataNotFoundError
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder, name in [("a", "one_00"), ("a", "one_01"), ("b", "two_00"), ("b", "two_01")]:
+        write_audio(tmp_path / folder / f"{name}.flac", (0.1 * rng.standard_normal(4096)).astype(np.float32))
+    audio = {"folder": [str(tmp_path / "a"), str(tmp_path / "b")], "train": ["one_00.flac", "two_00.flac"],
+             "val": ["*_01.flac"], "segment": 4, "n_fft": 256, "hop": 64, "window": "sine"}
+    data = build_spectrogram_data({"data": {"audio": audio}}, log=lambda m: None)
+    assert data.speakers == ["one_00.flac", "two_00.flac"]
+    frames = STFT(256, 64, "sine").n_frames(4096)
+    assert data.train.shape == (2 * frames, 129)  # the two training files, one from each folder
+    assert data.val.shape[0] == (2 * frames) // 4
+    single = folder_files(tmp_path / "a", "one_*.flac")
+    assert [p.name for p in single] == ["one_00.flac", "one_01.flac"]
+    with pytest.raises(DataNotFoundError, match="no audio file matches 'three_"):
+        folder_files([tmp_path / "a", tmp_path / "b"], ["one_00.flac", "three_*.flac"])
+    with pytest.raises(DataNotFoundError, match="missing: audio folder not found"):
+        folder_files([tmp_path / "a", tmp_path / "missing"], "*.flac")
+    with pytest.raises(ValueError, match="both in train and val"):
+        build_spectrogram_data({"data": {"audio": {**audio, "val": ["two_00.flac"]}}}, log=lambda m: None)

@@ -56,7 +56,7 @@ from mixdvae.audio.separate import (
 from mixdvae.cli import guarded, parser
 from mixdvae.config import dataclass_overrides, parse_override
 from mixdvae.dvae import PRIORS_DIR, load_prior
-from mixdvae.dvae.training import folder_files, resolve_path
+from mixdvae.dvae.training import audio_folders, folder_files, resolve_path
 from mixdvae.errors import UsageError
 from mixdvae.mot import atomic_write_text
 
@@ -139,7 +139,7 @@ def other_soundfont(patterns) -> str:
 
 def learn_flute_basis(audio: dict, rank: int, seed: int) -> NMFBasis:
     """IS-NMF basis of the flute prior's training files."""
-    files = folder_files(resolve_path(audio["folder"]), audio["train"])
+    files = folder_files(audio_folders(audio), audio["train"])
     waves = [read_audio(f).samples for f in files]
     return learn_nmf_basis(waves, rank=rank, seed=seed, meta={"folder": str(audio["folder"]),
                                                               "files": [f.name for f in files]})
@@ -161,7 +161,7 @@ def build_set(args, audio: dict) -> list[dict]:
         flute_glob = audio["val"]
     else:
         flute_glob = args.flute_files or other_soundfont(audio["train"])
-    files = folder_files(resolve_path(audio["folder"]), flute_glob)
+    files = folder_files(audio_folders(audio), flute_glob)
     flutes = {f.name: read_audio(f).samples for f in files}
     rng = np.random.default_rng(args.seed)
     length = int(round(args.seconds * RATE))

@@ -369,9 +369,10 @@ def build_spectrogram_data(config: dict, log: Callable[[str], None] = print) -> 
     setting = STFT(int(audio["n_fft"]), int(audio["hop"]), str(audio["window"]))
     segment = int(audio["segment"])
     if audio.get("folder"):
-        source = str(audio["folder"])
-        train_files = folder_files(resolve_path(source), audio.get("train"))
-        val_files = folder_files(resolve_path(source), audio.get("val"))
+        folders = audio_folders(audio)
+        source = ", ".join(str(f) for f in folders)
+        train_files = folder_files(folders, audio.get("train"))
+        val_files = folder_files(folders, audio.get("val"))
         overlap = sorted({f.name for f in train_files} & {f.name for f in val_files})
         if overlap:
             raise ValueError(f"data.audio: files both in train and val: {overlap}")
@@ -390,20 +391,30 @@ def build_spectrogram_data(config: dict, log: Callable[[str], None] = print) -> 
     return SpectrogramData(train, val, source, names)
 
 
-def folder_files(folder: Path, patterns) -> list[Path]:
-    """Audio files of ``folder`` matching any of the glob ``patterns`` (a string or a list), sorted by name.
+def audio_folders(audio: dict) -> list[Path]:
+    """The folder(s) of a ``data: audio:`` section (``folder``: one path or a list of paths), resolved."""
+    folder = audio["folder"]
+    return [resolve_path(str(f)) for f in ([folder] if isinstance(folder, (str, Path)) else folder)]
+
+
+def folder_files(folders: Path | list[Path], patterns) -> list[Path]:
+    """Audio files of ``folders`` (one folder or a list) matching any of the glob ``patterns`` (a string or a list),
+    sorted by name; every pattern is matched in every folder.
 
     Raises :class:`~mixdvae.errors.DataNotFoundError` for a missing folder or a pattern matching nothing."""
-    if not folder.is_dir():
-        raise DataNotFoundError(f"{folder}: audio folder not found")
+    folders = [folders] if isinstance(folders, Path) else list(folders)
+    for folder in folders:
+        if not folder.is_dir():
+            raise DataNotFoundError(f"{folder}: audio folder not found")
     patterns = [patterns] if isinstance(patterns, str) else list(patterns or [])
     found: set[Path] = set()
     for pattern in patterns:
-        matches = [p for p in folder.glob(pattern) if p.suffix.lower() in AUDIO_SUFFIXES]
+        matches = [p for folder in folders for p in folder.glob(pattern) if p.suffix.lower() in AUDIO_SUFFIXES]
         if not matches:
-            raise DataNotFoundError(f"{folder}: no audio file matches {pattern!r}")
+            where = folders[0] if len(folders) == 1 else "[" + ", ".join(str(f) for f in folders) + "]"
+            raise DataNotFoundError(f"{where}: no audio file matches {pattern!r}")
         found.update(matches)
-    return sorted(found)
+    return sorted(found, key=lambda p: (p.name, str(p)))
 
 
 def split_power_frames(split, setting: STFT) -> torch.Tensor:
