@@ -130,7 +130,7 @@ def test_config_is_validated():
     for bad in ({"iterations": 0}, {"rho": 0.0}, {"sampling": "uniform"}, {"mixture": "sum"},
                 {"segment": 10, "overlap": 10}, {"temperature": 2.0}, {"unknown": 1}, {"average": 0},
                 {"assignment": "hard"}, {"output": "mask"}, {"output": []}, {"output": ["posterior", "mask"]},
-                {"mask_exponent": 0.0}):
+                {"mask_exponent": 0.0}, {"equalise": -1}, {"equalise": (0, -2)}):
         with pytest.raises((ConfigError, TypeError)):
             SeparateConfig(**bad)
     assert SeparateConfig(output=["posterior", "assignment"]).output == ("posterior", "assignment")
@@ -176,6 +176,23 @@ def test_one_output_mask_per_source_is_checked_against_the_priors():
     with pytest.raises(ConfigError, match="3 mask"):
         separate(_mixtures(1, 0.1, 1), [tiny_srnn(65, 1), tiny_srnn(65, 2)],
                  SeparateConfig(output=("posterior",) * 3), setting=SMALL, bases=tiny_bases(65, 0))
+    with pytest.raises(ConfigError, match="equalise names 3"):
+        separate(_mixtures(1, 0.1, 1), [tiny_srnn(65, 1), tiny_srnn(65, 2)],
+                 SeparateConfig(equalise=(0, 1, 1)), setting=SMALL, bases=tiny_bases(65, 0))
+
+
+def test_equaliser_rounds_per_source_change_only_the_named_sources():
+    """``equalise=(0, k)`` equalises the second source only: its result differs from no equaliser and from
+    equalising both; ``(k, k)`` is ``k``."""
+    priors, mixture = [tiny_srnn(65, 1), tiny_srnn(65, 2)], _mixtures(1, 0.1, 1)
+
+    def run(equalise):
+        return separate(mixture, priors, SeparateConfig(equalise=equalise, iterations=2), setting=SMALL,
+                        bases=tiny_bases(65, 0)).sources[0]
+
+    none, second, both = run(0), run((0, 3)), run(3)
+    assert not np.allclose(second, none) and not np.allclose(second, both)
+    np.testing.assert_array_equal(run((3, 3)), both)
 
 
 def test_nmf_start_needs_one_basis_per_source_of_the_stft():
@@ -445,6 +462,7 @@ def test_separate_tool_bad_inputs_exit_codes_and_write_nothing(tool_files, capsy
         "oracle without refs": ([mix, "--method", "irm"], 2, "--refs"),
         "bad config": ([mix, "--rho", "0"], 4, "rho"),
         "bad equaliser": ([mix, "--equalise", "-1"], 4, "equalise"),
+        "equaliser count": ([mix, "--equalise", "1", "2", "3"], 2, "--equalise"),
         "no basis": ([mix, "--sources", str(tmp / "tones.pt"), str(tmp / "bands.pt")], 2, "--bases"),
         "basis count": ([mix, "--bases", str(tmp / "tones_nmf.pt")], 2, "--bases"),
         "corrupt basis": ([mix, "--bases", str(tmp / "corrupt.pt"), str(tmp / "bands_nmf.pt")], 4, "corrupt.pt"),
@@ -526,3 +544,31 @@ def test_equaliser_m_step_never_increases_the_cost_and_finds_a_colouring(mixture
     dominant = torch.tensor([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]], dtype=torch.bool)  # where each source is heard
     ratio = (gain / e_true).reshape(N, F)[dominant]
     np.testing.assert_allclose(ratio.numpy(), 1.0, rtol=0.15)
+    # rounds per source: source 0 keeps its gain, source 1 is fitted alone (still never raising the cost); a count
+    # for every source is the same as that count once per source
+    start = torch.ones(N, B, 1, F, dtype=torch.float64)
+    alone = m_equaliser(v_raw, start, P, vx, mixture, (0, 30))
+    torch.testing.assert_close(alone[0], start[0])
+    assert not torch.allclose(alone[1], start[1])
+    assert float(mixture_cost(alone * v_raw, P, vx, mixture)) < costs[0]
+    torch.testing.assert_close(m_equaliser(v_raw, start, P, vx, mixture, (2, 2)),
+                               m_equaliser(v_raw, start, P, vx, mixture, 2))
+
+
+def test_benchmark_flute_basis_learns_from_the_named_training_files(tmp_path):
+    """The benchmark's flute NMF basis: the prior's training files by default, its ``nmf_train`` when the config
+    names them (a prior trained on several soundfonts), the command line's ``--flute-nmf-files`` above both."""
+    from mixdvae.audio import write_audio
+
+    bench = load_tool("benchmark_separate")
+    rng = np.random.default_rng(0)
+    for name in ("one_00", "one_01", "two_00"):
+        write_audio(tmp_path / f"{name}.flac", (0.1 * rng.standard_normal(8192)).astype(np.float32))
+    audio = {"folder": str(tmp_path), "train": ["one_*.flac", "two_*.flac"]}
+
+    def files(section, patterns=None):
+        return bench.learn_flute_basis(section, 2, 0, patterns).meta["files"]
+
+    assert files(audio) == ["one_00.flac", "one_01.flac", "two_00.flac"]
+    assert files({**audio, "nmf_train": ["one_*.flac"]}) == ["one_00.flac", "one_01.flac"]
+    assert files({**audio, "nmf_train": ["one_*.flac"]}, ["two_*.flac"]) == ["two_00.flac"]

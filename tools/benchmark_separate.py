@@ -14,8 +14,9 @@ variant's paired SI-SDR differences to supervised NMF and to the oracle ratio ma
 over the mixtures (an interval that excludes 0 is a difference the set resolves). Supervised NMF: one
 IS-NMF basis per source learned on that source's prior's training data (speech: the shipped ``nmf_speech``, rank
 128, or with ``--speech-nmf-rank`` one of another rank learned now the same way; flute: learned here on the flute
-prior's training files, rank ``--nmf-rank``); the same bases give MixDVAE its
-starting point (``init="nmf"``, the default; variant ``reconstruction``: the paper's start).
+prior's training files, or those its config names ``nmf_train``, or ``--flute-nmf-files``; rank ``--nmf-rank``);
+the same bases give MixDVAE its starting point (``init="nmf"``, the default; variant ``reconstruction``: the
+paper's start).
 
 Examples:
     python tools/benchmark_separate.py                                      # srnn_flute (FluidR3) vs MuseScore
@@ -95,6 +96,10 @@ def parse_args(argv=None):
     ap.add_argument("--split", choices=("test", "val"), default="test", help="test set (default) or validation set")
     ap.add_argument("--corpus", default="data/speech", help="speech corpus of tools/make_speech_corpus.py")
     ap.add_argument("--flute-files", help="glob of the flute files (default: the soundfont the prior never heard)")
+    ap.add_argument("--flute-nmf-files", nargs="+", metavar="GLOB",
+                    help="training files of the flute NMF basis, in the prior's folders (default: the prior's "
+                         "data.audio.nmf_train, else its training files): a prior trained on several soundfonts keeps "
+                         "supervised NMF's basis on one, where the rank-64 basis separates better")
     ap.add_argument("--pairs", type=int, default=4, help="speech/flute excerpt pairs (default 4)")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of each mixture (default 4 s)")
     ap.add_argument("--ratios", type=float, nargs="+", default=[-5.0, 0.0, 5.0], help="speech-to-flute ratios (dB)")
@@ -137,9 +142,10 @@ def other_soundfont(patterns) -> str:
     return f"{unseen[0]}_*.flac"
 
 
-def learn_flute_basis(audio: dict, rank: int, seed: int) -> NMFBasis:
-    """IS-NMF basis of the flute prior's training files."""
-    files = folder_files(audio_folders(audio), audio["train"])
+def learn_flute_basis(audio: dict, rank: int, seed: int, patterns=None) -> NMFBasis:
+    """IS-NMF basis of the flute prior's training files matching ``patterns`` (default: the ``data: audio:`` section's
+    ``nmf_train`` if it has one, else its ``train``), in the prior's folders."""
+    files = folder_files(audio_folders(audio), patterns or audio.get("nmf_train") or audio["train"])
     waves = [read_audio(f).samples for f in files]
     return learn_nmf_basis(waves, rank=rank, seed=seed, meta={"folder": str(audio["folder"]),
                                                               "files": [f.name for f in files]})
@@ -216,7 +222,7 @@ def main(argv=None) -> int:
     priors = load_sources([args.speech_prior], "mixdvae") + [flute_prior]
     speech_basis = load_sources(["speech"], "nmf") if args.speech_nmf_rank is None else \
         [learn_speech_basis(resolve_path(args.corpus), args.speech_nmf_rank)]
-    bases = speech_basis + [learn_flute_basis(audio, args.nmf_rank, args.seed)]
+    bases = speech_basis + [learn_flute_basis(audio, args.nmf_rank, args.seed, args.flute_nmf_files)]
     rows = [mixture_row(items)]
     nmf = nmf_separate(waves, bases)
     rows.append(evaluate("supervised NMF", nmf.sources, items, nmf.cpu_seconds))
@@ -253,14 +259,16 @@ def main(argv=None) -> int:
 
 def ship_nmf(args) -> int:
     """Learn the NMF basis of the source class ``--ship-nmf`` (speech: on the corpus's training split; any other:
-    on ``--flute-prior``'s training files), rank ``--nmf-rank``, and write ``data/priors/nmf_CLASS.pt``."""
+    on ``--flute-prior``'s training files or ``--flute-nmf-files``), rank ``--nmf-rank``, and write
+    ``data/priors/nmf_CLASS.pt``."""
     if not args.ship_nmf.isidentifier():
         raise UsageError(f"--ship-nmf: {args.ship_nmf!r} is not a source class name (letters, digits, _)")
     if args.ship_nmf == "speech":
         basis = learn_speech_basis(resolve_path(args.corpus), args.nmf_rank)
         source = f"{basis.meta['utterances']} utterances of {args.corpus}"
     else:
-        basis = learn_flute_basis(flute_data(load_prior(args.flute_prior)), args.nmf_rank, args.seed)
+        basis = learn_flute_basis(flute_data(load_prior(args.flute_prior)), args.nmf_rank, args.seed,
+                                  args.flute_nmf_files)
         source = f"files {basis.meta['files']}"
     path = PRIORS_DIR / f"nmf_{args.ship_nmf}.pt"
     basis.save(path)
@@ -274,7 +282,8 @@ def describe(args, audio: dict, items: list[dict]) -> str:
     speech_prior = speech_prior.stem if speech_prior.parent == PRIORS_DIR else args.speech_prior
     return (f"{len(items)} mixtures of {args.seconds:g} s ({args.pairs} pairs x ratios {args.ratios} dB), split "
             f"{args.split}, seed {args.seed}; speech prior {speech_prior}, flute prior {args.flute_prior} "
-            f"(trained on {audio['train']}); flute files {flute_files}; speech NMF basis "
+            f"(trained on {audio['train']}); flute files {flute_files}; flute NMF basis on "
+            f"{args.flute_nmf_files or audio.get('nmf_train') or audio['train']}; speech NMF basis "
             f"{'nmf_speech' if args.speech_nmf_rank is None else f'of rank {args.speech_nmf_rank}, learned now'}")
 
 

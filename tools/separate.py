@@ -98,9 +98,10 @@ def parse_args(argv=None):
                                                 f"(default {SeparateConfig.average})")
     ap.add_argument("--rho", type=float, help=f"v_x = rho |x|^2 (default {SeparateConfig.rho})")
     ap.add_argument("--update-rho", action="store_true", default=None, help="re-estimate rho (M-step)")
-    ap.add_argument("--equalise", type=int, metavar="ROUNDS",
-                    help=f"EM rounds per iteration of each source's per-bin gain (a timbre its prior never heard); "
-                         f"0: none (default {SeparateConfig.equalise})")
+    ap.add_argument("--equalise", type=int, nargs="+", metavar="ROUNDS",
+                    help=f"EM rounds per iteration of a source's per-bin gain (a timbre its prior never heard), one "
+                         f"number for all sources or one per source (e.g. 0 10 for an instrument far from its "
+                         f"prior's timbre); 0: none (default {SeparateConfig.equalise})")
     ap.add_argument("--segment", type=int, help=f"frames per segment, 0 = whole signal "
                                                 f"(default {SeparateConfig.segment})")
     add_audio_run_options(ap, "separate the shipped speech + flute example")
@@ -122,6 +123,10 @@ def parse_args(argv=None):
         ap.error(f"--output: give one mask for all sources or one per source ({len(args.sources)})")
     if args.output:
         args.output = args.output[0] if len(args.output) == 1 else tuple(args.output)
+    if args.equalise and len(args.equalise) not in (1, len(args.sources)):
+        ap.error(f"--equalise: give one round count for all sources or one per source ({len(args.sources)})")
+    if args.equalise:
+        args.equalise = args.equalise[0] if len(args.equalise) == 1 else tuple(args.equalise)
     labels = [source_label(s) for s in args.sources]
     if len(set(labels)) != len(labels):
         ap.error(f"--sources: two sources share the name {labels}; name the checkpoint files differently")

@@ -151,7 +151,10 @@ class SeparateConfig:
     nmf_iterations: int = 100  # multiplicative updates of the activations (supervised NMF baseline)
     level: Literal["rms", "log_power"] = "rms"  # how the mixture is scaled to the priors' units (see below)
     level_db: float = -30.0  # "rms": the mixture's RMS level in the priors' units (dB re full scale)
-    equalise: int = 1  # EM rounds of each source's per-bin gain on its prior variances after each roll (0: none)
+    # EM rounds of a source's per-bin gain on its prior variances after each roll (0: none): one count for every
+    # source, or one per source in the priors' order (as ``output``; e.g. (0, 10) for a timbre far from the
+    # instrument prior's, module docstring)
+    equalise: int | tuple[int, ...] = 1
 
     BOUNDS: ClassVar[dict] = {
         "iterations": Range(1, 10000), "rho": Range(0, 1, exclusive_low=True), "temperature": Range(0, 1),
@@ -167,6 +170,16 @@ class SeparateConfig:
         if self.segment and self.overlap >= self.segment:
             raise ConfigError(f"separate config: overlap ({self.overlap}) must be smaller than segment "
                               f"({self.segment})")
+
+    def rounds_per_source(self, n_sources: int) -> tuple[int, ...]:
+        """The equaliser's EM rounds of each of ``n_sources`` sources (:class:`ConfigError` when ``equalise`` names
+        another number of sources)."""
+        if isinstance(self.equalise, int):
+            return (self.equalise,) * n_sources
+        if len(self.equalise) != n_sources:
+            raise ConfigError(f"separate config: equalise names {len(self.equalise)} round count(s) for {n_sources} "
+                              f"sources: give one per source, or one number for all")
+        return self.equalise
 
     @property
     def draw_scale(self) -> float:
@@ -519,6 +532,7 @@ def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig,
         costs = []
         a_sum = 0.0
         gain = torch.ones(N, B, 1, F, device=P.device)  # per-source, per-bin gain on the prior variances (equalise)
+        rounds = config.rounds_per_source(N)
         for iteration in range(config.iterations):
             vx = rho * P_floor
             noise = _draw_noise(config.seed, starts, iteration, (N, T, bank.z_dim + 2 * F), P.device) \
@@ -526,8 +540,8 @@ def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig,
             zs = bank.encode(contexts, None if noise is None else noise[..., : bank.z_dim], draw_scale)
             # the equaliser as part of each prior's scale: variances e v, and drawn powers fed back divided by e
             a, v_phi, v, used, contexts = _roll(X, P, vx, eta, bank, zs, c / gain, config, noise)
-            if config.equalise:
-                gain = m_equaliser(v / gain, gain, P, vx, config.mixture, config.equalise)
+            if any(rounds):
+                gain = m_equaliser(v / gain, gain, P, vx, config.mixture, rounds)
             if config.mixture == "per_bin":  # marginal: the roll's own; mean-field: the next one, from a and v_phi
                 eta = used if config.assignment == "marginal" else e_w(a, v_phi, P, vx)
             if config.update_rho:
@@ -616,22 +630,24 @@ def posterior_power(v: torch.Tensor, eta: torch.Tensor, P: torch.Tensor, vx: tor
 
 
 def m_equaliser(v_raw: torch.Tensor, gain: torch.Tensor, P: torch.Tensor, vx: torch.Tensor, mixture: str,
-                rounds: int) -> torch.Tensor:
+                rounds: int | Sequence[int]) -> torch.Tensor:
     """M-step of each source's equaliser, a per-bin gain ``e`` (N, B, 1, F) on its prior variances ``v_raw``
     (N, B, T, F), so that source n has variance ``e_n v^n``: a timbre or channel the prior never heard.
 
-    EM on (w, s) with their exact posterior under the current gains, ``rounds`` times:
+    EM on (w, s) with their exact posterior under the current gains, ``rounds`` times (one count for every source,
+    or one per source: a source's gain stays as given once its rounds are done):
     ``e <- mean_t E[|s^n_ft|^2] / v^n_ft`` (:func:`posterior_power` with the marginal assignment
     :func:`marginal_w`; additive: the Wiener split). Each round never increases :func:`mixture_cost`.
     ``P = |x|^2`` and ``vx`` (B, T, F)."""
-    for _ in range(rounds):
+    counts = torch.tensor([rounds] * len(v_raw) if isinstance(rounds, int) else list(rounds), device=gain.device)
+    for round_ in range(int(counts.max())):
         v = gain * v_raw
         if mixture == "additive":
             a, v_phi = additive_posterior(v, vx)
             power = a * a * P + v_phi
         else:
             power = posterior_power(v, marginal_w(v, P, vx), P, vx)
-        gain = (power / v_raw).mean(2, keepdim=True)
+        gain = torch.where((counts > round_).reshape(-1, 1, 1, 1), (power / v_raw).mean(2, keepdim=True), gain)
     return gain
 
 
@@ -663,6 +679,7 @@ def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, d
     bank = SourceBank(priors, device)
     if not isinstance(config.output, str) and len(config.output) != len(bank.order):
         raise ConfigError(f"separate config: output names {len(config.output)} mask(s) for {len(bank.order)} sources")
+    config.rounds_per_source(len(bank.order))
     stacked = _stack_bases(bases, len(bank.order), setting, device) if config.init == "nmf" else None
     reference = bank.reference_log_power().cpu()
     start, cpu_start = time.perf_counter(), time.process_time()
