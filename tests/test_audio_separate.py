@@ -37,7 +37,7 @@ from mixdvae.audio.separate import (
 from mixdvae.audio.stft import segment_starts
 from mixdvae.dvae import DKF, SRNN, load_prior
 from mixdvae.dvae.training import SpectrogramData, power_frames, train_prior
-from mixdvae.errors import ConfigError, UsageError
+from mixdvae.errors import ConfigError, DataNotFoundError, UsageError
 from tests.conftest import write_bad_audio
 from tests.tools_loader import load_tool
 
@@ -572,3 +572,27 @@ def test_benchmark_flute_basis_learns_from_the_named_training_files(tmp_path):
     assert files(audio) == ["one_00.flac", "one_01.flac", "two_00.flac"]
     assert files({**audio, "nmf_train": ["one_*.flac"]}) == ["one_00.flac", "one_01.flac"]
     assert files({**audio, "nmf_train": ["one_*.flac"]}, ["two_*.flac"]) == ["two_00.flac"]
+
+
+def test_benchmark_flute_files_by_split_pattern_and_extra_folder(tmp_path):
+    """The benchmark's flute files: the unheard soundfont (test), the prior's validation files (val), or
+    ``--flute-files`` looked up in the prior's folders and ``--flute-folder`` (rendered timbres)."""
+    from mixdvae.audio import write_audio
+
+    bench = load_tool("benchmark_separate")
+    shared, extra = tmp_path / "shared", tmp_path / "extra"
+    shared.mkdir()
+    extra.mkdir()
+    files = [(shared, "fluidr3_00"), (shared, "fluidr3_15"), (shared, "musescore_00"), (extra, "csound_00")]
+    for folder, name in files:
+        write_audio(folder / f"{name}.flac", np.zeros(1024, dtype=np.float32) + 0.01)
+    audio = {"folder": str(shared), "train": ["fluidr3_0*.flac"], "val": ["fluidr3_15.flac"]}
+
+    def names(*argv):
+        return [p.name for p in bench.flute_files(bench.parse_args(list(argv)), audio)]
+
+    assert names() == ["musescore_00.flac"]
+    assert names("--split", "val") == ["fluidr3_15.flac"]
+    assert names("--split", "val", "--flute-folder", str(extra), "--flute-files", "csound_*.flac") == ["csound_00.flac"]
+    with pytest.raises(DataNotFoundError, match="csound"):
+        names("--flute-files", "csound_*.flac")  # not in the prior's folders without --flute-folder

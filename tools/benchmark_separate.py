@@ -6,7 +6,9 @@ every speech-to-flute ratio of ``--ratios`` (default -5, 0, 5 dB). Speech comes 
 speech corpus (``test``: June, fr_CA, a speaker the speech prior never heard); flute from the flute files of the
 soundfont the flute prior was NOT trained on (read from the prior's training config: a prior trained on
 ``fluidr3_*`` is tested on ``musescore_*`` and the other way round). ``--split val`` builds the same kind of set
-from validation material (the corpus's val split, the flute prior's own validation files), for tuning.
+from validation material (the corpus's val split, the flute prior's own validation files), for tuning;
+``--flute-folder DIR --flute-files GLOB`` takes the flute from other files, e.g. melodies rendered on soundfonts no
+prior heard (``tools/render_melodies.py``: a validation set for unheard timbres).
 
 Table: per method, SI-SDR / SDR / SIR / SAR of each source averaged over the set (dB; BSS Eval v4, no
 permutation) and the real-time factor (CPU seconds per second of audio, one torch thread); then each MixDVAE
@@ -22,6 +24,7 @@ Examples:
     python tools/benchmark_separate.py                                      # srnn_flute (FluidR3) vs MuseScore
     python tools/benchmark_separate.py --flute-prior runs/prior_flute_musescore/srnn.pt
     python tools/benchmark_separate.py --split val --variants default mean additive --json val.json
+    python tools/benchmark_separate.py --split val --flute-folder data/flute_extra --flute-files 'csound_*.flac'
     python tools/benchmark_separate.py --speech-nmf-rank 64        # a speech basis of another rank, learned first
     python tools/benchmark_separate.py --ship-nmf      # learn data/priors/nmf_flute.pt from srnn_flute's data
     python tools/benchmark_separate.py --ship-nmf speech --nmf-rank 128   # data/priors/nmf_speech.pt, from the corpus
@@ -95,7 +98,11 @@ def parse_args(argv=None):
     ap.add_argument("--flute-prior", default="srnn_flute", help="flute prior (name or path)")
     ap.add_argument("--split", choices=("test", "val"), default="test", help="test set (default) or validation set")
     ap.add_argument("--corpus", default="data/speech", help="speech corpus of tools/make_speech_corpus.py")
-    ap.add_argument("--flute-files", help="glob of the flute files (default: the soundfont the prior never heard)")
+    ap.add_argument("--flute-files", help="glob of the flute files (default: the soundfont the prior never heard; "
+                                          "with --split val, the prior's validation files)")
+    ap.add_argument("--flute-folder", type=Path, metavar="DIR",
+                    help="also look for --flute-files in DIR (e.g. data/flute_extra of tools/render_melodies.py: "
+                         "timbres no prior heard)")
     ap.add_argument("--flute-nmf-files", nargs="+", metavar="GLOB",
                     help="training files of the flute NMF basis, in the prior's folders (default: the prior's "
                          "data.audio.nmf_train, else its training files): a prior trained on several soundfonts keeps "
@@ -159,16 +166,22 @@ def excerpt(signal: np.ndarray, length: int, rng: np.random.Generator) -> np.nda
     return signal[start : start + length]
 
 
+def flute_files(args, audio: dict) -> list[Path]:
+    """The flute files of the set: ``--flute-files``, else the prior's validation files (``--split val``) or the
+    soundfont it never heard, in the prior's folders and ``--flute-folder``."""
+    if args.flute_files:
+        patterns = args.flute_files
+    else:
+        patterns = audio["val"] if args.split == "val" else other_soundfont(audio["train"])
+    folders = audio_folders(audio) + ([resolve_path(str(args.flute_folder))] if args.flute_folder else [])
+    return folder_files(folders, patterns)
+
+
 def build_set(args, audio: dict) -> list[dict]:
     """The seeded mixtures: each ``{"mixture", "references" (2, n), "ratio", "pair", "flute_file"}``."""
     corpus = load_split(resolve_path(args.corpus), args.split)
     speech = np.concatenate([corpus.utterance(i) for i in range(len(corpus))])
-    if args.split == "val":
-        flute_glob = audio["val"]
-    else:
-        flute_glob = args.flute_files or other_soundfont(audio["train"])
-    files = folder_files(audio_folders(audio), flute_glob)
-    flutes = {f.name: read_audio(f).samples for f in files}
+    flutes = {f.name: read_audio(f).samples for f in flute_files(args, audio)}
     rng = np.random.default_rng(args.seed)
     length = int(round(args.seconds * RATE))
     out = []
