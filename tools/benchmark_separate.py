@@ -149,10 +149,15 @@ def other_soundfont(patterns) -> str:
     return f"{unseen[0]}_*.flac"
 
 
+def flute_nmf_patterns(audio: dict, patterns=None):
+    """The training files of the flute NMF basis: ``patterns`` (``--flute-nmf-files``), else the ``data: audio:``
+    section's ``nmf_train`` if it has one, else its ``train``."""
+    return patterns or audio.get("nmf_train") or audio["train"]
+
+
 def learn_flute_basis(audio: dict, rank: int, seed: int, patterns=None) -> NMFBasis:
-    """IS-NMF basis of the flute prior's training files matching ``patterns`` (default: the ``data: audio:`` section's
-    ``nmf_train`` if it has one, else its ``train``), in the prior's folders."""
-    files = folder_files(audio_folders(audio), patterns or audio.get("nmf_train") or audio["train"])
+    """IS-NMF basis of the flute prior's training files (:func:`flute_nmf_patterns`), in the prior's folders."""
+    files = folder_files(audio_folders(audio), flute_nmf_patterns(audio, patterns))
     waves = [read_audio(f).samples for f in files]
     return learn_nmf_basis(waves, rank=rank, seed=seed, meta={"folder": str(audio["folder"]),
                                                               "files": [f.name for f in files]})
@@ -296,7 +301,7 @@ def describe(args, audio: dict, items: list[dict]) -> str:
     return (f"{len(items)} mixtures of {args.seconds:g} s ({args.pairs} pairs x ratios {args.ratios} dB), split "
             f"{args.split}, seed {args.seed}; speech prior {speech_prior}, flute prior {args.flute_prior} "
             f"(trained on {audio['train']}); flute files {flute_files}; flute NMF basis on "
-            f"{args.flute_nmf_files or audio.get('nmf_train') or audio['train']}; speech NMF basis "
+            f"{flute_nmf_patterns(audio, args.flute_nmf_files)}; speech NMF basis "
             f"{'nmf_speech' if args.speech_nmf_rank is None else f'of rank {args.speech_nmf_rank}, learned now'}")
 
 

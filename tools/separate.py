@@ -119,14 +119,13 @@ def parse_args(argv=None):
         ap.error(f"--method {args.method} (an oracle mask) needs --refs")
     if args.bases and len(args.bases) != len(args.sources):
         ap.error(f"--bases: give one NMF basis per source ({len(args.sources)}), got {len(args.bases)}")
-    if args.output and len(args.output) not in (1, len(args.sources)):
-        ap.error(f"--output: give one mask for all sources or one per source ({len(args.sources)})")
-    if args.output:
-        args.output = args.output[0] if len(args.output) == 1 else tuple(args.output)
-    if args.equalise and len(args.equalise) not in (1, len(args.sources)):
-        ap.error(f"--equalise: give one round count for all sources or one per source ({len(args.sources)})")
-    if args.equalise:
-        args.equalise = args.equalise[0] if len(args.equalise) == 1 else tuple(args.equalise)
+    for key, noun in SeparateConfig.PER_SOURCE.items():  # one value for all sources, or one per source
+        values = getattr(args, key)
+        if values and len(values) not in (1, len(args.sources)):
+            ap.error(f"--{key}: give one {noun.removesuffix('(s)')} for all sources or one per source "
+                     f"({len(args.sources)})")
+        if values:
+            setattr(args, key, values[0] if len(values) == 1 else tuple(values))
     labels = [source_label(s) for s in args.sources]
     if len(set(labels)) != len(labels):
         ap.error(f"--sources: two sources share the name {labels}; name the checkpoint files differently")

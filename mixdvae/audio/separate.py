@@ -174,15 +174,18 @@ class SeparateConfig:
             raise ConfigError(f"separate config: overlap ({self.overlap}) must be smaller than segment "
                               f"({self.segment})")
 
-    def rounds_per_source(self, n_sources: int) -> tuple[int, ...]:
-        """The equaliser's EM rounds of each of ``n_sources`` sources (:class:`ConfigError` when ``equalise`` names
-        another number of sources)."""
-        if isinstance(self.equalise, int):
-            return (self.equalise,) * n_sources
-        if len(self.equalise) != n_sources:
-            raise ConfigError(f"separate config: equalise names {len(self.equalise)} round count(s) for {n_sources} "
-                              f"sources: give one per source, or one number for all")
-        return self.equalise
+    PER_SOURCE: ClassVar[dict] = {"output": "mask(s)", "equalise": "round count(s)"}  # one for all, or one each
+
+    def per_source(self, key: str, n_sources: int) -> tuple:
+        """The setting ``key`` (one of :attr:`PER_SOURCE`) for each of ``n_sources`` sources (:class:`ConfigError`
+        when it names another number of sources)."""
+        value = getattr(self, key)
+        if not isinstance(value, tuple):
+            return (value,) * n_sources
+        if len(value) != n_sources:
+            raise ConfigError(f"separate config: {key} names {len(value)} {self.PER_SOURCE[key]} for {n_sources} "
+                              f"sources: give one per source, or one for all")
+        return value
 
     @property
     def draw_scale(self) -> float:
@@ -535,7 +538,7 @@ def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig,
         costs = []
         a_sum = 0.0
         gain = torch.ones(N, B, 1, F, device=P.device)  # per-source, per-bin gain on the prior variances (equalise)
-        rounds = config.rounds_per_source(N)
+        rounds = config.per_source("equalise", N)
         for iteration in range(config.iterations):
             vx = rho * P_floor
             noise = _draw_noise(config.seed, starts, iteration, (N, T, bank.z_dim + 2 * F), P.device) \
@@ -680,9 +683,8 @@ def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, d
     device = torch.device(device)
     waves = check_waveforms(mixtures, "mixture", setting.n_fft)
     bank = SourceBank(priors, device)
-    if not isinstance(config.output, str) and len(config.output) != len(bank.order):
-        raise ConfigError(f"separate config: output names {len(config.output)} mask(s) for {len(bank.order)} sources")
-    config.rounds_per_source(len(bank.order))
+    for key in SeparateConfig.PER_SOURCE:  # checked before any work
+        config.per_source(key, len(bank.order))
     stacked = _stack_bases(bases, len(bank.order), setting, device) if config.init == "nmf" else None
     reference = bank.reference_log_power().cpu()
     start, cpu_start = time.perf_counter(), time.process_time()
