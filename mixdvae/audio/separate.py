@@ -574,7 +574,7 @@ def output_mask(a: torch.Tensor, eta: torch.Tensor, v: torch.Tensor, P: torch.Te
     once."""
     if config.mixture == "additive":
         return a
-    modes = (config.output,) if isinstance(config.output, str) else config.output
+    modes = config.per_source("output", len(a))
     masks = {}
     for mode in set(modes):
         if mode == "power":
