@@ -11,6 +11,7 @@ import torch
 from mixdvae.dvae import DVAE, MODELS, SRNN, VRNN, CheckpointError, load_prior
 from mixdvae.dvae.cv import CVParams, cv_filter, cv_nll, cv_predict_ahead, fit_cv
 from mixdvae.dvae.evaluate import dvae_predictions, evaluate_dvae, iou_cxcywh
+from mixdvae.dvae.training import SMOOTH_GATES
 
 TINY = {"h_dim": 12, "z_dim": 3, "dense_dim": 12, "embed_dim": 6}
 
@@ -380,6 +381,42 @@ def test_velocity_blend_mixes_the_network_with_the_recent_velocity(name, tmp_pat
         DVAE.load(tmp_path / "bad_blend.pt")
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_smooth_gate_follows_jitter_free_tracks_and_leaves_jittery_ones(name, tmp_path):
+    model = make_model(name, history=4)
+    model.io.set_velocity_blend(0.5, model.config)
+    t = torch.arange(12.0).view(1, 12, 1)
+    straight = torch.tensor([0.0, 0.0, 0.4, 1.0]) + t * torch.tensor([0.02, -0.01, 0.0, 0.005])  # (1, 12, 4)
+    jittery = trajectories(batch=2, length=12) * torch.tensor([30.0, 30.0, 1.0, 1.0])  # jerks of ~1 box height
+    x = torch.cat([straight, jittery])
+    blended, var = run_steps(model, x)
+    model.io.set_smooth_gate(0.3, model.config)
+    gated, gated_var = run_steps(model, x)
+    torch.testing.assert_close(gated_var, var)  # the gate moves the mean only
+    torch.testing.assert_close(gated[:, :3], blended[:, :3])  # a second difference needs three real boxes
+    # the straight track has no jerk (lam = 1): from then on its last increment, the network left out
+    torch.testing.assert_close(gated[0, 3:], x[0, 2:-1] + (x[0, 2:-1] - x[0, 1:-2]), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(gated[0, 3:], blended[0, 3:], atol=1e-4)
+    torch.testing.assert_close(gated[1:], blended[1:], rtol=1e-4, atol=1e-4)  # jerk >> 0.3: the blend as before
+    lam = model.io.smoothness(x[:, 5], torch.stack([x[:, 4 - j] for j in range(4)], 1), torch.full((3, 1), 6.0))
+    assert lam[0].item() == pytest.approx(1.0) and (lam[1:] < 1e-6).all()
+    # the teacher-forced pass reads the same histories as the step-by-step one
+    torch.testing.assert_close(model.predict_sequence(x)["mean"], gated, rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "gate.pt")
+    reloaded = DVAE.load(tmp_path / "gate.pt")
+    assert reloaded.io.smooth_gate == 0.3
+    torch.testing.assert_close(run_steps(reloaded, x)[0], gated)
+    model.io.set_smooth_gate(None, model.config)
+    torch.testing.assert_close(run_steps(model, x)[0], blended)
+    for bad in (-0.1, float("inf"), float("nan"), True, "on"):
+        with pytest.raises(ValueError, match="smooth_gate"):
+            model.io.set_smooth_gate(bad, {})
+    model.config["smooth_gate"] = -1.0
+    model.save(tmp_path / "bad_gate.pt")
+    with pytest.raises(CheckpointError, match="smooth_gate"):
+        DVAE.load(tmp_path / "bad_gate.pt")
+
+
 def test_calibration_on_held_out_walks(tmp_path):
     from mixdvae.dvae.training import build_data, merge_config, train_prior
     from tests.test_eth_ucy import straight, write_scene
@@ -389,11 +426,13 @@ def test_calibration_on_held_out_walks(tmp_path):
                  for pid in range(12)})
     config = {
         "seed": 2,
-        "model": {"model": "srnn", **TINY},
-        "data": {"window": 12, "real": {"roots": []}, "synthetic": {"piecewise": 20, "walker": 20},
+        "model": {"model": "srnn", **TINY, "history": 3},
+        "data": {"window": 12, "real": {"roots": []},
+                 "synthetic": {"piecewise": 20, "walker": 20, "calibration_sequences": 1},
                  "eth_ucy": {"root": str(tmp_path), "datasets": ["eth"], "weight": 0.5, "val_fraction": 0.25}},
         "train": {"batch_size": 8, "epochs": 2, "batches_per_epoch": 2, "kl_warmup_epochs": 1, "ss_start_epoch": 0,
-                  "ss_ramp_epochs": 1, "threads": 1, "calibrate_blend": True, "calibrate_variance": True},
+                  "ss_ramp_epochs": 1, "threads": 1, "calibrate_blend": True, "calibrate_variance": True,
+                  "smooth_tolerance": 0.006},
         "output": {"dir": str(tmp_path / "run"), "plot": False},
     }
     model = train_prior(config, log=lambda msg: None, progress=False).model
@@ -413,6 +452,22 @@ def test_calibration_on_held_out_walks(tmp_path):
     scored = val.mask & (np.arange(val.length) >= 2)
     ratio = ((val.to_model() - mean) ** 2 / var)[scored].mean(0)
     np.testing.assert_allclose(ratio, 1.0, rtol=1e-3)
+    # the smooth-track gate: the best IoU on the jitter-free windows among the gates that cost the validation
+    # walks at most train.smooth_tolerance IoU, off when none gains
+    smooth = build_data(merge_config(model.meta["train_config"], {}), log=lambda msg: None).val_smooth
+    assert len(smooth) and model.meta["data"]["calibration_smooth_windows"] == len(smooth)
+    chosen = model.config["smooth_gate"] or 0.0
+    assert chosen in (0.0, *SMOOTH_GATES)
+
+    def scores(tau):
+        model.io.set_smooth_gate(tau, {})
+        return evaluate_dvae(model, smooth).summary()["iou_10"], evaluate_dvae(model, val).summary()["iou_10"]
+
+    off, picked = scores(0.0), scores(chosen)
+    assert picked[1] >= off[1] - 0.006 and picked[0] >= off[0]
+    for tau in SMOOTH_GATES:
+        on_smooth, on_real = scores(tau)
+        assert on_real < off[1] - 0.006 or on_smooth <= picked[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------

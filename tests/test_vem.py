@@ -309,6 +309,22 @@ def test_sequence_call_equals_stepping(z_mode):
     torch.testing.assert_close(a.mean, b.mean, rtol=1e-5, atol=1e-4)
 
 
+def test_dvae_prior_leaves_the_smooth_track_gate_off_unless_asked():
+    models = dict(_dvae_models())
+    if "srnn-random" not in models:
+        pytest.skip("mixdvae.dvae.SRNN not available")
+    torch.manual_seed(0)
+    model = type(models["srnn-random"])({"z_dim": 4, "h_dim": 16, "dense_dim": 16, "embed_dim": 8, "history": 4})
+    model.io.set_velocity_blend(0.5, model.config)
+    model.io.set_smooth_gate(1.0, model.config)
+    off, on = DVAEPrior(model), DVAEPrior(model, smooth_gate=True)
+    assert off.model.io.smooth_gate == 0.0 and off.model.config["smooth_gate"] is None
+    assert on.model is model and model.io.smooth_gate == 1.0  # the caller's model keeps its gate
+    inp, _ = random_batch(B=2, N=2, T=12, K=3, seed=3)
+    cfg = VEMConfig(max_iter=2, min_iter=2)
+    assert not torch.allclose(run_vem(inp, off, cfg).mean, run_vem(inp, on, cfg).mean)
+
+
 def test_dvae_prior_calls_the_model_once_per_step_with_all_sources():
     calls = []
 

@@ -347,7 +347,7 @@ class DVAESpeech(SpeechModel):
         if self.name == "vae":  # frame-independent: the decoder has no speech-power input
             return
         with torch.no_grad():
-            x_prev, n, feat_prev, _ = m._sequence_inputs(power.transpose(1, 2))
+            x_prev, n, feat_prev, _, _ = m._sequence_inputs(power.transpose(1, 2))
             e_prev = m.embed_x(feat_prev)
             h = m.rnn(e_prev)[0] if self.name == "srnn" else None
             encoder = self.encoder or self._encoder_context(_reverse(torch.cat([h, self.noisy], -1), self.lengths))

@@ -33,6 +33,13 @@ Conventions (all models):
   :mod:`.training`), ``d_t`` becomes ``w * d_t + (1 - w) * v_t`` once a velocity exists (t >= 3), ``v_t`` the
   mean increment over the last ``history`` steps in the same units: the network's prediction averaged with a
   constant-velocity extrapolation, whose errors differ from the network's (an ensemble of the two predictors).
+  With ``config["smooth_gate"] = tau > 0`` (also fitted after training), a track that moves smoothly is
+  extrapolated from its last increment instead: with ``J`` the mean absolute second difference of the box
+  centre over the history (``inc_std`` x height units, cx and cy summed) and ``lam = exp(-J / tau)``, the
+  velocity becomes ``lam * (last increment) + (1 - lam) * v_t`` and the network's weight ``w * (1 - lam)``.
+  Jittery tracks (real annotations, detections: J >> tau) keep the blend above; jitter-free ones (interpolated
+  or smoothed ground truth, the model's own free run) follow their instantaneous velocity, which the mean over
+  ``history`` steps lags when the motion curves.
 
   ``"direct"``: the networks see and predict standardised ``x`` (``mean = x_mean + x_std * d``); every step
   is scored. Meant for other real-valued data.
@@ -87,6 +94,7 @@ BASE_DEFAULTS: dict[str, Any] = {
     "first_var": [0.0025, 0.0025, 0.01, 0.0025],  # variance of the t = 1 guess x0 (model units)
     "var_scale": None,  # box_increment: per-coordinate factor on the predicted variance (calibration; None = 1)
     "velocity_blend": None,  # box_increment: weight of the network's increment in the mean (calibration; None = 1)
+    "smooth_gate": None,  # box_increment: tau of the smooth-track gate (calibration; None = off)
     "logvar_range": [-12.0, 6.0],  # soft clamp of the decoder log-variance (normalised units)
     "z_logvar_range": [-10.0, 4.0],
 }
@@ -203,6 +211,7 @@ class BoxIncrementIO(_History, nn.Module):
         # kept in the config (not the state dict), so checkpoints from before the calibration still load
         self.register_buffer("var_scale", self._check_scale(config.get("var_scale")), persistent=False)
         self.velocity_blend = self._check_blend(config.get("velocity_blend"))
+        self.smooth_gate = self._check_gate(config.get("smooth_gate"))
         self.aspect_mean = float(config["aspect_mean"])
         self.aspect_std = float(config["aspect_std"])
         self.low, self.high = (float(v) for v in config["logvar_range"])
@@ -220,6 +229,18 @@ class BoxIncrementIO(_History, nn.Module):
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
             raise ValueError(f"velocity_blend must be a number in [0, 1], got {weight!r}")
         return float(weight)
+
+    @staticmethod
+    def _check_gate(tau) -> float:
+        tau = 0.0 if tau is None else tau
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 <= tau < math.inf:
+            raise ValueError(f"smooth_gate must be a finite number >= 0 (0 or None: off), got {tau!r}")
+        return float(tau)
+
+    def set_smooth_gate(self, tau: float | None, config: dict) -> None:
+        """Scale ``tau`` of the smooth-track gate from now on (None or 0: off), recorded in ``config``."""
+        self.smooth_gate = self._check_gate(tau)
+        config["smooth_gate"] = self.smooth_gate or None
 
     def set_velocity_blend(self, weight: float, config: dict) -> None:
         """Weight ``weight`` in [0, 1] of the network's increment in the predicted mean from now on (the rest:
@@ -267,16 +288,38 @@ class BoxIncrementIO(_History, nn.Module):
         """Typical size of an increment after ``x_prev``: ``inc_std`` times the current box height."""
         return self._scale(x_prev) * self.inc_std
 
-    def output(self, raw_mean, raw_logvar, x_prev, n, features=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def smoothness(self, x_prev: torch.Tensor, hist: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """``lam`` (..., 1) in [0, 1] of the smooth-track gate: ``exp(-J / smooth_gate)``, ``J`` the mean absolute
+        second difference of the centre (cx + cy, in ``inc_std`` times the current box height) over the real
+        boxes among ``x_prev`` and ``hist`` (..., K, 4); 0 before three real boxes, with the gate off, or with
+        ``history`` 1 (no second difference kept)."""
+        if self.smooth_gate <= 0 or self.history < 2:
+            return torch.zeros_like(n)
+        positions = torch.cat([x_prev.unsqueeze(-2), hist], dim=-2)[..., :2]  # (..., K+1, 2) newest first
+        scale = (self._scale(x_prev) * self.inc_std[:2]).unsqueeze(-2)  # (..., 1, 2)
+        increments = (positions[..., :-1, :] - positions[..., 1:, :]) / scale  # (..., K, 2)
+        second = (increments[..., :-1, :] - increments[..., 1:, :]).abs().sum(-1)  # (..., K-1)
+        # second difference j needs x_{t-1-j}, x_{t-2-j}, x_{t-3-j} real: x_1 .. x_{t-1} are, n = t - 1
+        real = (torch.arange(second.shape[-1], device=n.device) + 3 <= n).to(second.dtype)  # (..., K-1)
+        count = real.sum(-1, keepdim=True)
+        jerk = (second * real).sum(-1, keepdim=True) / count.clamp(min=1)
+        return torch.exp(-jerk / self.smooth_gate) * (count > 0)
+
+    def output(self, raw_mean, raw_logvar, x_prev, n, features=None, hist=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of x_t from the decoder's raw outputs; ``features``: those of ``x_prev`` (from
-        :meth:`features`), needed when ``velocity_blend < 1``."""
+        :meth:`features`), needed when ``velocity_blend < 1``; ``hist``: its history, needed with the smooth-track
+        gate."""
         s = self._scale(x_prev) * self.inc_std
         increment = raw_mean
-        if self.velocity_blend < 1.0:
-            if features is None:
-                raise ValueError("velocity_blend < 1 needs the features of x_prev")
-            w = self.velocity_blend
-            increment = torch.where(n >= 2, w * raw_mean + (1.0 - w) * self.recent_increment(features), raw_mean)
+        if self.velocity_blend < 1.0 or self.smooth_gate > 0:
+            if features is None or (self.smooth_gate > 0 and hist is None):
+                raise ValueError("velocity_blend < 1 needs the features of x_prev (and smooth_gate its history)")
+            weight, velocity = self.velocity_blend, self.recent_increment(features)
+            if self.smooth_gate > 0:
+                lam = self.smoothness(x_prev, hist, n)
+                velocity = lam * features[..., :4] + (1.0 - lam) * velocity
+                weight = weight * (1.0 - lam)
+            increment = torch.where(n >= 2, weight * raw_mean + (1.0 - weight) * velocity, raw_mean)
         mean = x_prev + s * increment
         var = s**2 * torch.exp(soft_clamp(raw_logvar, self.low, self.high)) * self.var_scale
         first = n < 1
@@ -311,7 +354,7 @@ class DirectIO(_History, nn.Module):
     def error_scale(self, x_prev: torch.Tensor) -> torch.Tensor:
         return self.x_std.expand_as(x_prev)
 
-    def output(self, raw_mean, raw_logvar, x_prev, n, features=None):
+    def output(self, raw_mean, raw_logvar, x_prev, n, features=None, hist=None):
         mean = self.x_mean + self.x_std * raw_mean
         var = self.x_std**2 * torch.exp(soft_clamp(raw_logvar, self.low, self.high))
         return mean, var
@@ -348,7 +391,7 @@ class LogPowerIO(_History, nn.Module):
         """The typical power of each bin, ``exp(x_mean)`` (the scale of a power error)."""
         return torch.exp(self.x_mean).expand_as(x_prev)
 
-    def output(self, raw_mean, raw_logvar, x_prev, n, features=None):
+    def output(self, raw_mean, raw_logvar, x_prev, n, features=None, hist=None):
         """``raw_mean`` is ignored (None from :meth:`DVAE._decoder_heads`): the mean of a power is its variance."""
         power = torch.exp(self.x_mean + soft_clamp(raw_logvar, self.low, self.high))
         return power, power
@@ -428,13 +471,14 @@ class DVAE(nn.Module):
         return None, nn.functional.linear(self.decoder[:-1](inputs), last.weight[half:], last.bias[half:])
 
     def _sequence_inputs(self, x: torch.Tensor):
-        """Teacher-forced inputs: ``x_{t-1}``, ``n = t - 1`` and the features of x_{t-1} and of x_t."""
+        """Teacher-forced inputs: ``x_{t-1}``, ``n = t - 1``, the features of x_{t-1} and of x_t, and the history
+        (B, T, K, D) of x_{t-1}."""
         batch, length, _ = x.shape
         x_prev, hist_prev, hist_cur = self.io.sequence_history(x)
         n = torch.arange(length, device=x.device, dtype=x.dtype).view(1, length, 1).expand(batch, length, 1)
         feat_prev = self.io.features(x_prev, hist_prev, n)
         feat_cur = self.io.features(x, hist_cur, n + 1)
-        return x_prev, n, feat_prev, feat_cur
+        return x_prev, n, feat_prev, feat_cur, hist_prev
 
     def _run(self, x: torch.Tensor, z: torch.Tensor | None, use_posterior: bool, sample: bool, generator=None,
              lengths=None):

@@ -49,9 +49,9 @@ class DKF(DVAE):
         _, var = self.transition_var(inputs)
         return mean, var
 
-    def _decode(self, z, x_prev, n, features=None):
+    def _decode(self, z, x_prev, n, features=None, hist=None):
         raw_mean, raw_logvar = self._decoder_heads(z)
-        return self.io.output(raw_mean, raw_logvar, x_prev, n, features)
+        return self.io.output(raw_mean, raw_logvar, x_prev, n, features, hist)
 
     def step(self, state, x_prev, z=None):
         z_prev, hist, n = state
@@ -59,12 +59,12 @@ class DKF(DVAE):
         features = self.io.features(x_prev, hist, n)
         p_mean, _ = self._prior(z_prev, self.embed_x(features))
         z = p_mean if z is None else z
-        mean, var = self._decode(z, x_prev, n, features)
+        mean, var = self._decode(z, x_prev, n, features, hist)
         return mean, var, (z, self.io.push(hist, x_prev), n + 1)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape
-        x_prev, n, feat_prev, feat_cur = self._sequence_inputs(x)
+        x_prev, n, feat_prev, feat_cur, hist_prev = self._sequence_inputs(x)
         e_prev = self.embed_x(feat_prev)
         z_prev = torch.zeros(batch, self.config["z_dim"], device=x.device, dtype=x.dtype)
         out = {}
@@ -93,5 +93,5 @@ class DKF(DVAE):
             z_shift = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], 1)
             out["p_mean"], out["p_var"] = self._prior(z_shift, e_prev)
             out["z"] = z
-        out["mean"], out["var"] = self._decode(z, x_prev, n, feat_prev)
+        out["mean"], out["var"] = self._decode(z, x_prev, n, feat_prev, hist_prev)
         return out

@@ -47,9 +47,9 @@ class SRNN(DVAE):
             self._counter(batch_size, device),
         )
 
-    def _decode(self, h, z, x_prev, n, features=None):
+    def _decode(self, h, z, x_prev, n, features=None, hist=None):
         raw_mean, raw_logvar = self._decoder_heads(torch.cat([h, z], -1))
-        return self.io.output(raw_mean, raw_logvar, x_prev, n, features)
+        return self.io.output(raw_mean, raw_logvar, x_prev, n, features, hist)
 
     def step(self, state, x_prev, z=None):
         h, c, z_prev, hist, n = state
@@ -58,12 +58,12 @@ class SRNN(DVAE):
         h_new, c_new = lstm_cell(self.rnn, self.embed_x(features), h, c)
         if z is None:
             z, _ = self.prior_z(torch.cat([h_new, z_prev], -1))
-        mean, var = self._decode(h_new, z, x_prev, n, features)
+        mean, var = self._decode(h_new, z, x_prev, n, features, hist)
         return mean, var, (h_new, c_new, z, self.io.push(hist, x_prev), n + 1)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape
-        x_prev, n, feat_prev, feat_cur = self._sequence_inputs(x)
+        x_prev, n, feat_prev, feat_cur, hist_prev = self._sequence_inputs(x)
         h, _ = self.rnn(self.embed_x(feat_prev))  # (B, T, H): h_t from x_{<t}
         out = {}
         z_prev = torch.zeros(batch, self.config["z_dim"], device=x.device, dtype=x.dtype)
@@ -93,6 +93,6 @@ class SRNN(DVAE):
         else:
             z_shift = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], 1)
             p_mean, p_var = self.prior_z(torch.cat([h, z_shift], -1))
-        mean, var = self._decode(h, z, x_prev, n, feat_prev)
+        mean, var = self._decode(h, z, x_prev, n, feat_prev, hist_prev)
         out.update(mean=mean, var=var, z=z, p_mean=p_mean, p_var=p_var, h=h)
         return out

@@ -71,7 +71,10 @@ from .evaluate import dvae_predictions, evaluate_dvae
 
 # Version of the training recipe beyond the config (data generators, objective, model code): bump it whenever a
 # change alters what a config trains, so that cached models (tools/eval_prior.py's fold models) are retrained.
-RECIPE_VERSION = "5"
+RECIPE_VERSION = "6"
+
+# candidate scales of the smooth-track gate (mixdvae/dvae/base.py), in inc_std units of centre jerk per frame
+SMOOTH_GATES = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
@@ -102,6 +105,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "piecewise": 3000,
             "walker": 3000,
             "benchmark_sequences": 0,
+            "calibration_sequences": 0,
             "val_fraction": 0.1,
             "piecewise_args": {},
             "walker_args": {},
@@ -129,6 +133,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "lr_decay": 0.5,
         "lr_patience": 5,
         "calibrate_blend": False,
+        "smooth_tolerance": 0.001,
         "calibrate_variance": False,
         "init_from": None,
         "init_modules": [],
@@ -196,6 +201,7 @@ class PriorData:
     train_walks: BoxWindows = field(default_factory=lambda: BoxWindows.concat([]))
     val_walks: BoxWindows = field(default_factory=lambda: BoxWindows.concat([]))
     walk_scenes: list[str] = field(default_factory=list)
+    val_smooth: BoxWindows = field(default_factory=lambda: BoxWindows.concat([]))
 
     def describe(self) -> dict:
         return {
@@ -207,6 +213,7 @@ class PriorData:
             "val_real_windows": len(self.val_real),
             "val_eth_ucy_windows": len(self.val_walks),
             "val_synthetic_windows": len(self.val_synth),
+            "calibration_smooth_windows": len(self.val_smooth),
         }
 
     def fit_cv(self, max_windows: int = 2000, seed: int = 0, max_step: float = 1.0) -> CVParams | None:
@@ -279,7 +286,12 @@ def build_data(config: dict, log: Callable[[str], None] = print) -> PriorData:
             log("synthetic benchmark (mixdvae.synthetic) unavailable: walker trajectories only")
         else:
             train_synth = BoxWindows.concat([train_synth, bench])
-    return PriorData(train_real, train_synth, val_real, val_synth, names, train_tracks, train_walks, val_walks, scenes)
+    val_smooth = BoxWindows.concat([])
+    if synth.get("calibration_sequences"):
+        # jitter-free ground truth of other sequences (seed + 505), for the smooth-track gate only
+        val_smooth = benchmark_trajectories(int(synth["calibration_sequences"]), seed + 505, length) or val_smooth
+    return PriorData(train_real, train_synth, val_real, val_synth, names, train_tracks, train_walks, val_walks, scenes,
+                     val_smooth)
 
 
 def build_walk_windows(section: dict, length: int, seed: int, log) -> tuple[BoxWindows, BoxWindows, list[str]]:
@@ -488,7 +500,11 @@ class MotionBatches:
     def calibrate_blend(self, model, log, horizon: int = 10) -> None:
         """The ``velocity_blend`` of ``model`` (weight of the network's increment against the recent mean
         increment, on a grid of step 0.05) that maximises the mean IoU ``horizon`` steps ahead on the real
-        validation windows (real tracks and ETH/UCY walks, never trained on); ties keep the larger weight."""
+        validation windows (real tracks and ETH/UCY walks, never trained on); ties keep the larger weight. Then,
+        given jitter-free calibration windows (``data.synthetic.calibration_sequences``), the ``smooth_gate`` of
+        :data:`SMOOTH_GATES` that maximises their IoU among those that cost the real windows at most
+        ``train.smooth_tolerance`` IoU (off when none gains): the real motion decides, the smooth windows only
+        choose among what it cannot tell apart."""
         val = BoxWindows.concat([self.data.val_real, self.data.val_walks])
         if not len(val) or not hasattr(model.io, "set_velocity_blend"):
             return
@@ -500,6 +516,21 @@ class MotionBatches:
         model.io.set_velocity_blend(best, model.config)
         log(f"velocity blend {best:.2f} on {len(val)} real validation windows: IoU@{horizon} {scores[best]:.4f} "
             f"(network alone {scores[1.0]:.4f}, constant velocity {scores[0.0]:.4f})")
+        smooth = self.data.val_smooth
+        if not len(smooth) or model.io.history < 2:
+            return
+        real_floor = scores[best] - float(self.config["train"]["smooth_tolerance"])
+        gates = {}
+        for tau in (0.0, *SMOOTH_GATES):
+            model.io.set_smooth_gate(tau, model.config)
+            real = evaluate_dvae(model, val, horizon).summary()["iou_10"] if tau else scores[best]
+            gates[tau] = (evaluate_dvae(model, smooth, horizon).summary()["iou_10"], real)
+        admissible = [0.0] + [t for t in SMOOTH_GATES if gates[t][1] >= real_floor]  # NaN scores: off
+        tau = max(admissible, key=lambda t: gates[t][0])
+        model.io.set_smooth_gate(tau, model.config)
+        log(f"smooth-track gate {tau:g} on {len(smooth)} jitter-free windows: IoU@{horizon} {gates[tau][0]:.4f} "
+            f"(off {gates[0.0][0]:.4f}), real validation {gates[tau][1]:.4f}; tried "
+            + ", ".join(f"{t:g}: {g:.4f} / {r:.4f}" for t, (g, r) in gates.items()))
 
     def calibrate(self, model, log) -> None:
         """Per-coordinate factor on the predicted variance that makes the next-step predictions of the real

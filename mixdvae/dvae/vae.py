@@ -34,21 +34,21 @@ class VAE(DVAE):
         device = device if device is not None else self.device
         return self.io.init_history(batch_size, device), self._counter(batch_size, device)
 
-    def _decode(self, z, x_prev, n, features=None):
+    def _decode(self, z, x_prev, n, features=None, hist=None):
         raw_mean, raw_logvar = self._decoder_heads(z)
-        return self.io.output(raw_mean, raw_logvar, x_prev, n, features)
+        return self.io.output(raw_mean, raw_logvar, x_prev, n, features, hist)
 
     def step(self, state, x_prev, z=None):
         hist, n = state
         x_prev, z = self._cast(x_prev, z)
         if z is None:  # the prior mean
             z = torch.zeros(x_prev.shape[0], self.config["z_dim"], device=x_prev.device, dtype=x_prev.dtype)
-        mean, var = self._decode(z, x_prev, n, self.io.features(x_prev, hist, n))
+        mean, var = self._decode(z, x_prev, n, self.io.features(x_prev, hist, n), hist)
         return mean, var, (self.io.push(hist, x_prev), n + 1)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape
-        x_prev, n, feat_prev, feat_cur = self._sequence_inputs(x)
+        x_prev, n, feat_prev, feat_cur, hist_prev = self._sequence_inputs(x)
         p_mean = torch.zeros(batch, length, self.config["z_dim"], device=x.device, dtype=x.dtype)
         out = {"p_mean": p_mean, "p_var": torch.ones_like(p_mean)}
         if z is None and use_posterior:
@@ -57,6 +57,6 @@ class VAE(DVAE):
             out.update(q_mean=q_mean, q_var=q_var)
         if z is None:
             z = p_mean
-        out["mean"], out["var"] = self._decode(z, x_prev, n, feat_prev)
+        out["mean"], out["var"] = self._decode(z, x_prev, n, feat_prev, hist_prev)
         out["z"] = z
         return out

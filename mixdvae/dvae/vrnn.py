@@ -48,9 +48,9 @@ class VRNN(DVAE):
         inputs = torch.cat([self.embed_x(feat_prev), self.embed_z(z_prev)], -1)
         return self.rnn(inputs, (h, c))
 
-    def _decode(self, h, z, x_prev, n, features=None):
+    def _decode(self, h, z, x_prev, n, features=None, hist=None):
         raw_mean, raw_logvar = self._decoder_heads(torch.cat([h, self.embed_z(z)], -1))
-        return self.io.output(raw_mean, raw_logvar, x_prev, n, features)
+        return self.io.output(raw_mean, raw_logvar, x_prev, n, features, hist)
 
     def step(self, state, x_prev, z=None):
         h, c, z_prev, hist, n = state
@@ -59,12 +59,12 @@ class VRNN(DVAE):
         h, c = self._advance(h, c, z_prev, features)
         if z is None:
             z, _ = self.prior_z(h)
-        mean, var = self._decode(h, z, x_prev, n, features)
+        mean, var = self._decode(h, z, x_prev, n, features, hist)
         return mean, var, (h, c, z, self.io.push(hist, x_prev), n + 1)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape
-        x_prev, n, feat_prev, feat_cur = self._sequence_inputs(x)
+        x_prev, n, feat_prev, feat_cur, hist_prev = self._sequence_inputs(x)
         state = self.init_state(batch, x.device)
         h, c, z_prev = state[0], state[1], state[2]
         given = z
@@ -83,7 +83,7 @@ class VRNN(DVAE):
                 rows["q_var"].append(q_var)
             else:
                 z_t = p_mean
-            mean, var = self._decode(h, z_t, x_prev[:, t], n[:, t], feat_prev[:, t])
+            mean, var = self._decode(h, z_t, x_prev[:, t], n[:, t], feat_prev[:, t], hist_prev[:, t])
             for key, value in zip(keys[:5], (mean, var, z_t, p_mean, p_var)):
                 rows[key].append(value)
             z_prev = z_t
