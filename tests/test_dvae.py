@@ -418,7 +418,8 @@ def test_smooth_gate_follows_jitter_free_tracks_and_leaves_jittery_ones(name, tm
 
 
 def test_calibration_on_held_out_walks(tmp_path):
-    from mixdvae.dvae.training import build_data, merge_config, train_prior
+    from mixdvae.dvae.training import build_data, calibrate_prior, merge_config, train_prior
+    from mixdvae.errors import ConfigError
     from tests.test_eth_ucy import straight, write_scene
 
     write_scene(tmp_path / "biwi_eth.txt",
@@ -468,6 +469,20 @@ def test_calibration_on_held_out_walks(tmp_path):
     for tau in SMOOTH_GATES:
         on_smooth, on_real = scores(tau)
         assert on_real < off[1] - 0.006 or on_smooth <= picked[0]
+    # calibrate_prior (train_prior.py --calibrate): the same calibrations on the trained weights, no training
+    trained = DVAE.load(tmp_path / "run" / "srnn.pt")
+    again = calibrate_prior({**config, "output": {"dir": str(tmp_path / "recal")}}, tmp_path / "run" / "srnn.pt",
+                            log=lambda msg: None).model
+    for key, value in trained.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value)
+    for key in ("velocity_blend", "smooth_gate", "var_scale"):
+        assert again.config[key] == pytest.approx(trained.config[key])
+    assert DVAE.load(tmp_path / "recal" / "srnn.pt").config["var_scale"] == pytest.approx(trained.config["var_scale"])
+    with pytest.raises(ConfigError, match="other windows"):
+        calibrate_prior({**config, "seed": 3}, tmp_path / "run" / "srnn.pt", log=lambda msg: None)
+    with pytest.raises(ConfigError, match="model.z_dim"):
+        calibrate_prior({**config, "model": {**config["model"], "z_dim": 5}}, tmp_path / "run" / "srnn.pt",
+                        log=lambda msg: None)
 
 
 # ---------------------------------------------------------------------------------------------------------------

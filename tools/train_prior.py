@@ -3,6 +3,11 @@
 
     python tools/train_prior.py --config configs/prior_srnn.yaml
     python tools/train_prior.py --config configs/prior_srnn.yaml --set train.epochs=5 --out runs/quick
+    python tools/train_prior.py --config configs/prior_srnn.yaml --calibrate srnn_mot --out runs/recal
+
+``--calibrate CHECKPOINT`` skips training: it re-runs the config's post-training calibrations (velocity blend,
+smooth-track gate, variance) on a trained motion prior's weights, which must come from the same model config
+and training windows.
 
 Writes the best checkpoint, ``history.json`` and ``loss_curve.png`` under ``output.dir`` (``runs/...``); with
 ``--ship NAME`` also copies the checkpoint and the config to ``data/priors/NAME.{pt,yaml}``. The objective and
@@ -20,7 +25,7 @@ from mixdvae.cli import guarded
 from mixdvae.cli import parser as make_parser
 from mixdvae.config import load_yaml_mapping, parse_override
 from mixdvae.dvae import PRIORS_DIR
-from mixdvae.dvae.training import merge_config, resolve_path, train_prior
+from mixdvae.dvae.training import calibrate_prior, merge_config, resolve_path, train_prior
 from mixdvae.mot import atomic_write_text
 
 
@@ -33,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="output folder (overrides output.dir)")
     parser.add_argument("--seed", type=int, help="overrides seed")
     parser.add_argument("--ship", metavar="NAME", help="also copy the result to data/priors/NAME.pt and NAME.yaml")
+    parser.add_argument("--calibrate", metavar="CHECKPOINT",
+                        help="no training: re-run the calibrations on this trained motion prior (name or path)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = parser.parse_args(argv)
 
@@ -43,14 +50,18 @@ def main(argv: list[str] | None = None) -> int:
         config = merge_config(config, {"output": {"dir": args.out, "checkpoint": None}})
     if args.seed is not None:
         config["seed"] = args.seed
-    result = train_prior(config, progress=not args.no_progress)
+    if args.calibrate:
+        result = calibrate_prior(config, args.calibrate)
+    else:
+        result = train_prior(config, progress=not args.no_progress)
     if args.ship:
         PRIORS_DIR.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.checkpoint, PRIORS_DIR / f"{args.ship}.pt")
         shipped = merge_config(config, {"output": {"checkpoint": None}})
         header = (f"# Config used to train data/priors/{args.ship}.pt "
                   f"(python tools/train_prior.py --config {args.config}")
-        header += "".join(f" --set {k}" for k in _flat(args.set)) + f" --ship {args.ship})\n"
+        header += "".join(f" --set {k}" for k in _flat(args.set))
+        header += (f" --calibrate {args.calibrate}" if args.calibrate else "") + f" --ship {args.ship})\n"
         atomic_write_text(PRIORS_DIR / f"{args.ship}.yaml", header + yaml.safe_dump(shipped, sort_keys=False))
         size_mb = resolve_path(result.checkpoint).stat().st_size / 1e6
         print(f"shipped {PRIORS_DIR / (args.ship + '.pt')} ({size_mb:.2f} MB)")

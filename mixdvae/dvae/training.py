@@ -773,10 +773,7 @@ def _train(config: dict, log, progress: bool, data) -> TrainResult:
         best = (score, history[-1]["epoch"], copy.deepcopy(model.state_dict()))
     model.load_state_dict(best[2])
     model.eval()
-    if train_cfg.get("calibrate_blend"):  # before the variance: the variance is calibrated for the blended mean
-        batches.calibrate_blend(model, log)
-    if train_cfg.get("calibrate_variance"):
-        batches.calibrate(model, log)
+    _calibrate(model, batches, train_cfg, log)
     seconds = time.time() - started
     model.meta = {
         "trained_by": "tools/train_prior.py",
@@ -789,16 +786,69 @@ def _train(config: dict, log, progress: bool, data) -> TrainResult:
         "train_seconds": round(seconds, 1),
         "cv": cv.to_dict() if cv is not None else None,
     }
-    out_dir = resolve_path(config["output"]["dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = resolve_path(config["output"].get("checkpoint") or out_dir / f"{name}.pt")
-    model.cpu().save(checkpoint)
+    checkpoint = _save(model, config)
     model.to(device)
+    out_dir = resolve_path(config["output"]["dir"])
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
     if config["output"].get("plot", True):
         plot_history(history, out_dir / "loss_curve.png", title=f"{name} prior (best epoch {best[1]})")
     log(f"best epoch {best[1]} (val score {best[0]:.4f}), {len(history)} epochs in {seconds:.0f} s -> {checkpoint}")
     return TrainResult(model, history, best[1], seconds, cv, checkpoint)
+
+
+def _calibrate(model, batches, train_cfg: dict, log) -> None:
+    if train_cfg.get("calibrate_blend"):  # before the variance: the variance is calibrated for the blended mean
+        batches.calibrate_blend(model, log)
+    if train_cfg.get("calibrate_variance"):
+        batches.calibrate(model, log)
+
+
+def _save(model, config: dict) -> Path:
+    """Write ``model`` to ``output.checkpoint`` (default ``output.dir/<model>.pt``); returns the path."""
+    out_dir = resolve_path(config["output"]["dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = resolve_path(config["output"].get("checkpoint") or out_dir / f"{model.model_name}.pt")
+    model.cpu().save(checkpoint)
+    return checkpoint
+
+
+def calibrate_prior(config: dict, checkpoint: str | Path, log: Callable[[str], None] = print) -> TrainResult:
+    """Run the post-training calibrations of ``config`` (``train.calibrate_blend``, ``train.calibrate_variance``)
+    anew on the trained motion prior ``checkpoint`` (a shipped name or a path), without training: for a prior
+    whose calibration data or rule changed since it was trained. The network weights are kept; the model config
+    and the data statistics of ``config``'s training windows must be those the checkpoint was trained with
+    (:class:`ConfigError` otherwise). Writes ``output.checkpoint`` (default ``output.dir/<model>.pt``)."""
+    from . import load_prior
+
+    config = merge_config(DEFAULT_CONFIG, config)
+    if is_audio_config(config):
+        raise ConfigError("calibration applies to motion priors (box windows) only")
+    started = time.time()
+    model = load_prior(checkpoint)
+    for key, value in config["model"].items():
+        if model.config.get(key) != value:
+            raise ConfigError(f"model.{key}: {checkpoint} has {model.config.get(key)!r}, the config {value!r}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(config["train"].get("threads") or threads))
+    try:
+        batches = _batches(config, log, None, torch.device("cpu"))
+        for key, value in batches.statistics().items():
+            if not np.allclose(np.asarray(model.config[key], float), np.asarray(value, float), rtol=1e-5):
+                raise ConfigError(f"{checkpoint} was trained on other windows than the config's (its {key} differs)")
+        model.io.set_velocity_blend(1.0, model.config)
+        model.io.set_smooth_gate(None, model.config)
+        model.io.set_var_scale([1.0] * 4, model.config)
+        _calibrate(model, batches, config["train"], log)
+    finally:
+        torch.set_num_threads(threads)
+    model.meta = {**model.meta, "recipe_version": RECIPE_VERSION, "train_config": config, "data": batches.describe(),
+                  "calibrated_from": str(checkpoint)}
+    checkpoint_out = _save(model, config)
+    seconds = time.time() - started
+    log(f"calibrated {checkpoint} in {seconds:.0f} s (weights kept) -> {checkpoint_out}")
+    cv = model.meta.get("cv")
+    return TrainResult(model, [], int(model.meta.get("best_epoch", 0)), seconds,
+                       CVParams.from_dict(cv) if cv else None, checkpoint_out)
 
 
 STATS_ATOL = 1e-2  # log-power units (nats, 0.04 dB); two priors trained on one corpus in other sessions: 1.7e-4
