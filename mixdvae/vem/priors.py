@@ -414,7 +414,7 @@ class DVAEPrior(TrajectoryPrior):
         smooth_gate: keep the DVAE's smooth-track gate (``smooth_gate`` of a box prior, :mod:`mixdvae.dvae.base`),
             which follows the last increment of a jitter-free track. Off by default: the estimates that drive
             the DVAE here are filtered or smoothed, so smooth by construction, and on MOT15 and the synthetic
-            benchmark (seed 0) the gate cost 0.3 HOTA (57.4 against 57.7, 71.7 against 72.0).
+            benchmark (seed 0) the gate cost 0.3 HOTA with `srnn_mot` (57.5 against 57.8, 71.7 against 72.0).
     """
 
     name = "dvae"
