@@ -825,6 +825,8 @@ def calibrate_prior(config: dict, checkpoint: str | Path, log: Callable[[str], N
         raise ConfigError("calibration applies to motion priors (box windows) only")
     started = time.time()
     model = load_prior(checkpoint)
+    if not hasattr(model.io, "set_velocity_blend"):
+        raise ConfigError(f"{checkpoint}: calibration applies to box priors (param box_increment)")
     for key, value in config["model"].items():
         if model.config.get(key) != value:
             raise ConfigError(f"model.{key}: {checkpoint} has {model.config.get(key)!r}, the config {value!r}")
