@@ -294,7 +294,7 @@ class BoxIncrementIO(_History, nn.Module):
         boxes among ``x_prev`` and ``hist`` (..., K, 4); 0 before three real boxes, with the gate off, or with
         ``history`` 1 (no second difference kept)."""
         if self.smooth_gate <= 0 or self.history < 2:
-            return torch.zeros_like(n)
+            return torch.zeros_like(x_prev[..., :1])
         positions = torch.cat([x_prev.unsqueeze(-2), hist], dim=-2)[..., :2]  # (..., K+1, 2) newest first
         scale = (self._scale(x_prev) * self.inc_std[:2]).unsqueeze(-2)  # (..., 1, 2)
         increments = (positions[..., :-1, :] - positions[..., 1:, :]) / scale  # (..., K, 2)
