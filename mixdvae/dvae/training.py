@@ -38,7 +38,8 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -670,11 +671,18 @@ def train_prior(
     ``output.plot``, ``output.dir/loss_curve.png``. Returns the best model (eval mode) and the history.
     """
     config = merge_config(AUDIO_DEFAULT_CONFIG if is_audio_config(config) else DEFAULT_CONFIG, config)
+    with _torch_threads(config):
+        return _train(config, log, progress, data)
+
+
+@contextmanager
+def _torch_threads(config: dict) -> Iterator[None]:
+    """torch's CPU threads set to ``train.threads`` (when given) inside the block, restored after."""
     threads = torch.get_num_threads()
     if config["train"].get("threads"):
         torch.set_num_threads(int(config["train"]["threads"]))
     try:
-        return _train(config, log, progress, data)
+        yield
     finally:
         torch.set_num_threads(threads)
 
@@ -830,19 +838,15 @@ def calibrate_prior(config: dict, checkpoint: str | Path, log: Callable[[str], N
     for key, value in config["model"].items():
         if model.config.get(key) != value:
             raise ConfigError(f"model.{key}: {checkpoint} has {model.config.get(key)!r}, the config {value!r}")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(int(config["train"].get("threads") or threads))
-    try:
+    with _torch_threads(config):
         batches = _batches(config, log, None, torch.device("cpu"))
-        for key, value in batches.statistics().items():
-            if not np.allclose(np.asarray(model.config[key], float), np.asarray(value, float), rtol=1e-5):
-                raise ConfigError(f"{checkpoint} was trained on other windows than the config's (its {key} differs)")
+        key = _differing_statistic(model.config, batches.statistics(), rtol=1e-5, atol=0.0)
+        if key:
+            raise ConfigError(f"{checkpoint} was trained on other windows than the config's (its {key} differs)")
         model.io.set_velocity_blend(1.0, model.config)
         model.io.set_smooth_gate(None, model.config)
         model.io.set_var_scale([1.0] * 4, model.config)
         _calibrate(model, batches, config["train"], log)
-    finally:
-        torch.set_num_threads(threads)
     model.meta = {**model.meta, "recipe_version": RECIPE_VERSION, "train_config": config, "data": batches.describe(),
                   "calibrated_from": str(checkpoint)}
     checkpoint_out = _save(model, config)
@@ -854,6 +858,17 @@ def calibrate_prior(config: dict, checkpoint: str | Path, log: Callable[[str], N
 
 
 STATS_ATOL = 1e-2  # log-power units (nats, 0.04 dB); two priors trained on one corpus in other sessions: 1.7e-4
+
+
+def _differing_statistic(model_config: dict, stats: dict, rtol: float, atol: float) -> str | None:
+    """The first key of the data statistics ``stats`` that ``model_config`` lacks or holds other values of (beyond
+    the tolerances); None when all agree."""
+    for key, value in stats.items():
+        theirs = model_config.get(key)
+        if theirs is None or not np.allclose(np.asarray(theirs, float), np.asarray(value, float), rtol=rtol,
+                                             atol=atol):
+            return key
+    return None
 
 
 def _named_module(model, name: str, key: str) -> torch.nn.Module:
@@ -875,12 +890,9 @@ def initialise_modules(model, source: str, names: list[str], stats: dict, log) -
     if not names:
         raise ConfigError("train.init_modules: name the modules to copy from train.init_from (e.g. [decoder])")
     prior = load_prior(source)
-    for key, value in stats.items():
-        theirs = prior.config.get(key)
-        same = theirs is not None and np.allclose(np.asarray(theirs, float), np.asarray(value, float), rtol=0,
-                                                  atol=STATS_ATOL)
-        if not same:
-            raise ConfigError(f"train.init_from: {source} was trained on other data (its {key} differs)")
+    key = _differing_statistic(prior.config, stats, rtol=0.0, atol=STATS_ATOL)
+    if key:
+        raise ConfigError(f"train.init_from: {source} was trained on other data (its {key} differs)")
     for name in names:
         target, origin = _named_module(model, name, "train.init_modules"), _named_module(prior, name, "train.init_from")
         mine, theirs = target.state_dict(), origin.state_dict()
