@@ -279,10 +279,16 @@ class BoxIncrementIO(_History, nn.Module):
             parts.append(((x_prev - past) / k / s / self.inc_std * has_vel).clamp(-50, 50))
         return torch.cat([*parts, aspect.clamp(-10, 10), first, 1 - has_vel], dim=-1)
 
+    @staticmethod
+    def last_increment(features: torch.Tensor) -> torch.Tensor:
+        """The last increment ``x_{t-1} - x_{t-2}``, in units of ``inc_std`` times the box height, read from
+        ``features`` (..., feature_dim) of :meth:`features`."""
+        return features[..., :4]
+
     def recent_increment(self, features: torch.Tensor) -> torch.Tensor:
         """The mean increment over the last ``history`` steps (the last one when ``history`` is 1), in units of
         ``inc_std`` times the box height, read from ``features`` (..., feature_dim) of :meth:`features`."""
-        return features[..., 4:8] if self.history > 1 else features[..., :4]
+        return features[..., 4:8] if self.history > 1 else self.last_increment(features)
 
     def error_scale(self, x_prev: torch.Tensor) -> torch.Tensor:
         """Typical size of an increment after ``x_prev``: ``inc_std`` times the current box height."""
@@ -317,7 +323,7 @@ class BoxIncrementIO(_History, nn.Module):
             weight, velocity = self.velocity_blend, self.recent_increment(features)
             if self.smooth_gate > 0:
                 lam = self.smoothness(x_prev, hist, n)
-                velocity = lam * features[..., :4] + (1.0 - lam) * velocity
+                velocity = lam * self.last_increment(features) + (1.0 - lam) * velocity
                 weight = weight * (1.0 - lam)
             increment = torch.where(n >= 2, weight * raw_mean + (1.0 - weight) * velocity, raw_mean)
         mean = x_prev + s * increment
