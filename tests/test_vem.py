@@ -309,6 +309,89 @@ def test_sequence_call_equals_stepping(z_mode):
     torch.testing.assert_close(a.mean, b.mean, rtol=1e-5, atol=1e-4)
 
 
+def _history_model():
+    torch.manual_seed(0)
+    from mixdvae.dvae import SRNN
+
+    return SRNN({"z_dim": 4, "h_dim": 16, "dense_dim": 16, "embed_dim": 8, "history": 4})
+
+
+def _track_context(boxes, length, past):
+    """A PriorContext of the windows starting at ``boxes[:, :, past]`` with the ``past`` boxes before as history."""
+    init = boxes[:, :, past]
+    zeros = torch.zeros(init.shape[:2], dtype=torch.long)
+    return PriorContext(init, torch.ones_like(init), zeros, length, history=boxes[:, :, :past])
+
+
+def _walks(B=2, N=3, T=20, seed=5):
+    g = torch.Generator().manual_seed(seed)
+    start = torch.tensor([300.0, 200.0, 40.0, 100.0]) + 50 * torch.randn(B, N, 1, 4, generator=g).abs()
+    steps = torch.randn(B, N, T, 4, generator=g) * torch.tensor([2.0, 1.0, 0.2, 0.4])
+    return start + steps.cumsum(2)  # (B, N, T, 4)
+
+
+def test_dvae_history_equals_running_the_model_over_past_and_window():
+    pytest.importorskip("mixdvae.dvae")
+    model, past, T = _history_model(), 8, 12
+    boxes = _walks(T=past + T)
+    prior = DVAEPrior(model)
+    ctx = _track_context(boxes, T, past)
+    warm, _ = prior._predictions(ctx, boxes[:, :, past:])  # (B, N, T, 4): the window after its past
+    whole_ctx = PriorContext(ctx.init, ctx.init_var, ctx.start, past + T)  # the same reference box, no history
+    whole, _ = prior._predictions(whole_ctx, boxes)  # one teacher-forced call over past and window
+    torch.testing.assert_close(warm[:, :, 1:], whole[:, :, past + 1:], rtol=1e-5, atol=1e-4)
+    cold, _ = prior._predictions(PriorContext(ctx.init, ctx.init_var, ctx.start, T), boxes[:, :, past:])
+    assert not torch.allclose(warm[:, :, 1:], cold[:, :, 1:])  # the past changes the predictions
+    # the first (recursive) pass reads the same past: its motion at frame 1 is the teacher-forced one's
+    d1, v1 = prior._recursive_motion(ctx, None)(1, boxes[:, :, past])
+    d_tf, v_tf = prior._motion(ctx, boxes[:, :, past:])
+    torch.testing.assert_close(d1, d_tf[:, :, 1], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(v1, v_tf[:, :, 1], rtol=1e-5, atol=1e-4)
+
+
+def test_dvae_history_skips_unknown_frames():
+    pytest.importorskip("mixdvae.dvae")
+    model, past, T = _history_model(), 8, 10
+    boxes = _walks(T=past + T, seed=9)
+    prior = DVAEPrior(model)
+    window = boxes[:, :, past:]
+    ctx = _track_context(boxes, T, past)
+    ctx.history[0, 1, :5] = float("nan")  # a source known for the last 3 frames only
+    ctx.history[1, 2] = float("nan")  # a source born in the last window: no past at all
+    partial, _ = prior._predictions(ctx, window)
+    short = _track_context(boxes[0:1, 1:2, 5:], T, 3)  # the same source given only its 3 known frames
+    torch.testing.assert_close(partial[0, 1], prior._predictions(short, window[0:1, 1:2])[0][0, 0])
+    no_past = PriorContext(ctx.init, ctx.init_var, ctx.start, T)
+    cold, _ = prior._predictions(no_past, window)
+    torch.testing.assert_close(partial[1, 2, 1:], cold[1, 2, 1:], rtol=1e-5, atol=1e-4)
+
+
+def test_windowed_tracking_hands_each_source_its_past():
+    from mixdvae.vem.tracking import WindowConfig, WindowedTracking
+
+    prior = ConstantVelocityPrior()
+    seen = []
+    linear_transition = prior.linear_transition
+
+    def spy(ctx, drive=None):  # the engine asks once per window for the prior's transition
+        seen.append(None if ctx.history is None else ctx.history.clone())
+        return linear_transition(ctx, drive)
+
+    prior.linear_transition = spy
+    frames = 40
+    tracking = WindowedTracking(10.0, (640, 480), prior, VEMConfig(max_iter=1), WindowConfig(history_s=1.5))
+    for t in range(frames):  # one target walking right, detected every frame
+        tracking.push(np.array([[100.0 + 3 * t, 200.0, 40.0, 100.0, 1.0]]))
+    tracking.finish()
+    assert tracking.history.shape == (len(tracking.ids), 15, 4)
+    last = seen[-1][0, 0]  # the last window's past of the target: the 15 frames before it, moving right
+    assert torch.isfinite(last).all()
+    assert torch.allclose(torch.diff(last[:, 0]), torch.tensor(3.0, dtype=last.dtype), atol=0.5)
+    assert seen[0] is not None and seen[0].shape[2] == 15 and not torch.isfinite(seen[0]).any()  # born: no past
+    off = WindowedTracking(10.0, (640, 480), ConstantVelocityPrior(), VEMConfig(max_iter=1), WindowConfig(history_s=0))
+    assert off.history.shape == (0, 0, 4)
+
+
 def test_dvae_prior_leaves_the_smooth_track_gate_off_unless_asked():
     models = dict(_dvae_models())
     if "srnn-random" not in models:

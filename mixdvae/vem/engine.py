@@ -54,6 +54,8 @@ class VEMInput:
         area: (B,) image area in pixels^2 (sets the clutter density, see ``VEMConfig.clutter_model``).
         init_velocity: (B, N, 4) velocity (pixels per frame) of every source at its first frame, or None for
             zero: sources carried over from a previous window keep their motion.
+        history: (B, N, P, 4) every source's boxes over the P frames before the window (oldest first, NaN where
+            unknown), or None: the past a prior may condition on (the DVAE's), see ``PriorContext``.
     """
 
     obs: torch.Tensor
@@ -62,6 +64,7 @@ class VEMInput:
     source_mask: torch.Tensor
     area: torch.Tensor
     init_velocity: torch.Tensor | None = None
+    history: torch.Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -77,6 +80,7 @@ class VEMInput:
             self.source_mask.to(device=device),
             self.area.to(device=device, dtype=dtype),
             None if self.init_velocity is None else self.init_velocity.to(device=device, dtype=dtype),
+            None if self.history is None else self.history.to(device=device, dtype=dtype),
         )
 
 
@@ -213,7 +217,7 @@ def run_vem(
     frames = torch.arange(T, device=device).view(1, 1, T)
     start = torch.where(source_mask, frames, torch.full_like(frames, T)).min(dim=2).values  # (B, N)
     start = torch.where(alive_any, start, torch.zeros_like(start))
-    ctx = PriorContext(inp.init, _init_var(inp.init, r0, cfg.init_std), start, T, inp.init_velocity)
+    ctx = PriorContext(inp.init, _init_var(inp.init, r0, cfg.init_std), start, T, inp.init_velocity, inp.history)
     prior.reset()
     recursive = prior.recursive_transition(ctx)
     trans = None if recursive is not None else prior.linear_transition(ctx)
@@ -250,7 +254,8 @@ def run_vem(
             def put(x, part, idx=idx):
                 return x.index_copy(0, idx, part)
         m = take(mean)
-        sub = PriorContext(take(ctx.init), take(ctx.init_var), take(ctx.start), T, take(ctx.init_velocity))
+        sub = PriorContext(take(ctx.init), take(ctx.init_var), take(ctx.start), T, take(ctx.init_velocity),
+                           None if ctx.history is None else take(ctx.history))
         if trans is None or (prior.driven and (prior.motion_updates is None or it <= prior.motion_updates)):
             prior.update_latents(sub, m)  # E-Z
             if trans is not None:

@@ -46,6 +46,8 @@ class PriorContext:
         start: (B, N) long, the first frame where each source exists (0 for the fixed-source setting).
         length: T, the number of frames.
         init_velocity: (B, N, 4) velocity at frame ``start`` (pixels per frame; zero for new sources).
+        history: (B, N, P, 4) boxes over the P frames before the window (oldest first, NaN where unknown), or
+            None. Only the DVAE prior reads it (:meth:`DVAEPrior.warm_state`).
     """
 
     init: torch.Tensor
@@ -53,6 +55,7 @@ class PriorContext:
     start: torch.Tensor
     length: int
     init_velocity: torch.Tensor | None = None
+    history: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.init_velocity is None:
@@ -503,20 +506,22 @@ class DVAEPrior(TrajectoryPrior):
     def _predictions(self, ctx, x):
         """The DVAE's teacher-forced predictions ``N(mu_t, v_t)`` of every frame along the trajectory x
         (B, N, T, 4) (pixels) with the current latents: one sequence call (``sequence_call``) or one batched
-        ``step`` per frame. Returns mu, v (B, N, T, 4) in pixels."""
+        ``step`` per frame (always after a past, ``ctx.history``, see :meth:`warm_state`). Returns mu, v (B, N,
+        T, 4) in pixels; frame 0's are unused."""
         B, N, T, _ = x.shape
         ref = self._ref(ctx).unsqueeze(2)
         xm = norm.to_model(x, ref).reshape(B * N, T, 4).to(self.device, torch.float32)
-        if self.sequence_call and hasattr(self.model, "predict_sequence"):
-            out = self.model.predict_sequence(xm, self._z)
+        z = self._z
+        past = ctx.history is not None and ctx.history.shape[2] > 0
+        if self.sequence_call and hasattr(self.model, "predict_sequence") and not past:
+            out = self.model.predict_sequence(xm, z)
             mu, var = out["mean"], out["var"]
         else:
-            state = self.model.init_state(B * N, device=self.device)
-            x_prev, mus, variances = self.model.x0(B * N).to(self.device), [], []
-            for t in range(T):
-                mu, var, state = self.model.step(state, x_prev, None if self._z is None else self._z[:, t])
+            state = self.warm_state(ctx, None if z is None else z[:, 0])
+            mus, variances = [xm[:, 0]], [torch.ones_like(xm[:, 0])]  # frame 0's prediction is never used
+            for t in range(1, T):
+                mu, var, state = self.model.step(state, xm[:, t - 1], None if z is None else z[:, t])
                 mus.append(mu), variances.append(var)
-                x_prev = xm[:, t]
             mu, var = torch.stack(mus, 1), torch.stack(variances, 1)
         mu = norm.mean_from_model(mu.to(x.device, x.dtype).reshape(B, N, T, 4), ref)
         return mu, norm.var_from_model(var.to(x.device, x.dtype).reshape(B, N, T, 4), ref)
@@ -597,6 +602,28 @@ class DVAEPrior(TrajectoryPrior):
 
         return velocity_filter_smooth(ctx, pseudo, *self._velocity_transition(ctx, dvae_motion), self.smooth)
 
+    def warm_state(self, ctx, z0=None):
+        """The DVAE's state ready to take the window's frame 0 as input: after its start step (latent ``z0``,
+        (B x N, z_dim) or None) and, with ``ctx.history``, one teacher-forced step per known past box (a source
+        skips the frames it has no box for, so one without a past is exactly as without history)."""
+        B, N, _ = ctx.init.shape
+        model = self.model
+        state = model.init_state(B * N, device=self.device)
+        _, _, state = model.step(state, model.x0(B * N).to(self.device), z0)
+        if ctx.history is None or ctx.history.shape[2] == 0:
+            return state
+        known = torch.isfinite(ctx.history).all(-1)  # (B, N, P)
+        past = torch.where(known.unsqueeze(-1), ctx.history, ctx.init.unsqueeze(2))
+        past = norm.to_model(past, self._ref(ctx).unsqueeze(2)).reshape(B * N, -1, 4).to(self.device, torch.float32)
+        known = known.reshape(B * N, -1).to(self.device)
+        for j in range(past.shape[1]):
+            if bool(known[:, j].any()):
+                _, _, stepped = model.step(state, past[:, j])
+                keep = known[:, j]
+                state = tuple(torch.where(keep.view(-1, *[1] * (new.dim() - 1)), new, old)
+                              for old, new in zip(state, stepped, strict=True))
+        return state
+
     def _recursive_motion(self, ctx, z):
         """``motion(t, p) -> (d_t, v_t)`` (B, N, 4) from one DVAE step per frame driven by the filtered means
         ``p`` of frame t - 1, called in order for t = 1, 2, ...; ``z`` (B x N, T, z_dim) latents or None."""
@@ -604,8 +631,7 @@ class DVAEPrior(TrajectoryPrior):
         ref = self._ref(ctx)  # (B, N, 3)
         dtype, where = ctx.init.dtype, ctx.init.device  # the engine's; the DVAE runs in float32 on self.device
         model = self.model
-        state = model.init_state(B * N, device=self.device)
-        _, _, state = model.step(state, model.x0(B * N).to(self.device), None if z is None else z[:, 0])
+        state = self.warm_state(ctx, None if z is None else z[:, 0])
         holder = {"state": state}
 
         def motion(t, p):

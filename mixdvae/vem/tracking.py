@@ -56,6 +56,9 @@ class WindowConfig:
         merge_iou: two sources overlapping with this mean IoU over a window's final frames track the same
             target: the weaker one is removed (see :func:`duplicates`).
         min_window_frames: lower bound of W in frames (low frame rates).
+        history_s: past of every carried source (seconds of its posterior means from earlier windows) handed
+            to the prior with each window; the DVAE prior runs over it before the window, so its predictions
+            there rest on the track's motion, not on a few frames (0: every window starts afresh).
     """
 
     window_s: float = 1.0
@@ -69,11 +72,13 @@ class WindowConfig:
     max_age_s: float = 1.0
     merge_iou: float = 0.6
     min_window_frames: int = 8
+    history_s: float = 1.0
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "window_s": Range(0, exclusive_low=True), "hop": Range(0, 0.99, exclusive_low=True),
         "birth_frames": Range(1), "birth_iou": Range(0, 1), "observed_mass": Range(0, 1), "max_gap_s": Range(0),
         "max_age_s": Range(0, exclusive_low=True), "merge_iou": Range(0, 1), "min_window_frames": Range(3),
+        "history_s": Range(0, 60),
     }
 
     def __post_init__(self):
@@ -97,6 +102,8 @@ class WindowedTracking:
         ids: (N,) identities of the live sources.
         init: (N, 4) their boxes ``cx, cy, w, h`` at the next window's first frame.
         velocity: (N, 4) their velocities there (pixels per frame).
+        history: (N, P, 4) their posterior means over the P = ``history_s`` x frame rate frames before it, oldest
+            first, NaN before a source's birth.
         last_seen: (N,) 0-based frame of their last observation (birth frame until observed).
         rows: finalised result rows, arrays of ``frame, id, x, y, w, h``.
         finalised: number of leading frames whose results are final.
@@ -118,6 +125,8 @@ class WindowedTracking:
         self.init = np.zeros((0, 4))
         self.velocity = np.zeros((0, 4))
         self.last_seen = np.zeros(0, dtype=int)
+        self.history_frames = int(round(config.history_s * frame_rate))
+        self.history = np.zeros((0, self.history_frames, 4))
         self.next_id = 1
         self.rows: list[np.ndarray] = []
 
@@ -160,6 +169,7 @@ class WindowedTracking:
             self.ids = np.concatenate([self.ids, self.next_id + np.arange(len(births))])
             self.init = np.concatenate([self.init, np.array([b[1] for b in births])])
             self.velocity = np.concatenate([self.velocity, np.zeros((len(births), 4))])
+            self.history = np.concatenate([self.history, np.full((len(births), self.history_frames, 4), np.nan)])
             self.last_seen = np.concatenate([self.last_seen, start + born_at])
             self.next_id += len(births)
         if len(self.ids):
@@ -181,6 +191,7 @@ class WindowedTracking:
             torch.from_numpy(source_mask[None]),
             torch.tensor([self.area]),
             torch.from_numpy(self.velocity[None]),
+            torch.from_numpy(self.history[None]) if self.history_frames else None,
         )
         result = run_vem(inp, self.prior, self.vem, device=self.device)
         return result.mean[0].cpu().double().numpy(), result.eta[0].cpu().double().numpy()
@@ -204,6 +215,10 @@ class WindowedTracking:
         handover = min(final, length - 1)
         self.init = mean[:, handover]
         self.velocity = handover_velocity(mean, starts, handover, self.velocity_frames)
+        if self.history_frames:
+            lived = (frames[None, :handover] >= starts[:, None])[..., None]  # (N, handover, 1)
+            recent = np.where(lived, mean[:, :handover], np.nan)
+            self.history = np.concatenate([self.history, recent], axis=1)[:, -self.history_frames:]
         width, height = self.image_size
         cx, cy = self.init[:, 0], self.init[:, 1]
         inside = (cx >= 0) & (cx <= width) & (cy >= 0) & (cy <= height)
@@ -211,6 +226,7 @@ class WindowedTracking:
         alive = inside & recent & ~duplicate & np.isfinite(self.init).all(axis=1)
         self.ids, self.init, self.last_seen = self.ids[alive], self.init[alive], self.last_seen[alive]
         self.velocity = self.velocity[alive]
+        self.history = self.history[alive]
 
 
 def handover_velocity(mean: np.ndarray, starts: np.ndarray, handover: int, frames: int) -> np.ndarray:
