@@ -366,6 +366,29 @@ def test_dvae_history_skips_unknown_frames():
     torch.testing.assert_close(partial[1, 2, 1:], cold[1, 2, 1:], rtol=1e-5, atol=1e-4)
 
 
+def test_dvae_warm_state_reuses_the_last_calls_sources_exactly():
+    pytest.importorskip("mixdvae.dvae")
+    model, past, T = _history_model(), 8, 6
+    boxes = _walks(B=2, N=4, T=past + T, seed=11)
+    carried = _track_context(boxes[:, :3], T, past)  # pass 1: the carried sources
+    both = _track_context(boxes, T, past)  # pass 2: the same, and one more appended
+    both.history[:, 3, :6] = float("nan")
+    prior = DVAEPrior(model)
+    prior.warm_state(carried)
+    calls = []
+    step = model.step
+    model.step = lambda *a, **k: calls.append(1) or step(*a, **k)
+    reused = prior.warm_state(both)
+    model.step = step
+    assert len(calls) == 1 + 2  # the start step, then only the appended source's two known frames
+    fresh = DVAEPrior(model).warm_state(both)
+    for a, b in zip(reused, fresh, strict=True):
+        torch.testing.assert_close(a, b)
+    other = _track_context(boxes + 1.0, T, past)  # another past: nothing reused, still exact
+    for a, b in zip(prior.warm_state(other), DVAEPrior(model).warm_state(other), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_windowed_tracking_hands_each_source_its_past():
     from mixdvae.vem.tracking import WindowConfig, WindowedTracking
 

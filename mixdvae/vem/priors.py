@@ -480,6 +480,7 @@ class DVAEPrior(TrajectoryPrior):
         self.motion_updates = motion_updates
         self.smooth_gate = smooth_gate
         self._z = None
+        self._warmed = None  # (past, known, state) of the last warm_state call without latents
 
     def reset(self) -> None:
         self._z = None
@@ -605,24 +606,50 @@ class DVAEPrior(TrajectoryPrior):
     def warm_state(self, ctx, z0=None):
         """The DVAE's state ready to take the window's frame 0 as input: after its start step (latent ``z0``,
         (B x N, z_dim) or None) and, with ``ctx.history``, one teacher-forced step per known past box (a source
-        skips the frames it has no box for, so one without a past is exactly as without history)."""
+        skips the frames it has no box for, so one without a past is exactly as without history).
+
+        Whole-sequence tracking runs each window twice (carried sources, then with the births appended): the
+        leading sources whose past equals the last call's reuse its warmed state instead of stepping again."""
         B, N, _ = ctx.init.shape
         model = self.model
         state = model.init_state(B * N, device=self.device)
         _, _, state = model.step(state, model.x0(B * N).to(self.device), z0)
         if ctx.history is None or ctx.history.shape[2] == 0:
             return state
-        known = torch.isfinite(ctx.history).all(-1)  # (B, N, P)
-        past = torch.where(known.unsqueeze(-1), ctx.history, ctx.init.unsqueeze(2))
-        past = norm.to_model(past, self._ref(ctx).unsqueeze(2)).reshape(B * N, -1, 4).to(self.device, torch.float32)
-        known = known.reshape(B * N, -1).to(self.device)
-        for j in range(past.shape[1]):
-            if bool(known[:, j].any()):
-                _, _, stepped = model.step(state, past[:, j])
-                keep = known[:, j]
+        known = torch.isfinite(ctx.history).all(-1).to(self.device)  # (B, N, P)
+        past = torch.where(torch.isfinite(ctx.history), ctx.history, ctx.init.unsqueeze(2))
+        past = norm.to_model(past, self._ref(ctx).unsqueeze(2)).to(self.device, torch.float32)  # (B, N, P, 4)
+        reuse = self._warmed_rows(past, known) if z0 is None else 0
+        todo = known.clone()
+        todo[:, :reuse] = False
+        steps, todo = past.reshape(B * N, -1, 4), todo.reshape(B * N, -1)
+        for j in range(steps.shape[1]):
+            if bool(todo[:, j].all()):
+                _, _, state = model.step(state, steps[:, j])
+            elif bool(todo[:, j].any()):
+                _, _, stepped = model.step(state, steps[:, j])
+                keep = todo[:, j]
                 state = tuple(torch.where(keep.view(-1, *[1] * (new.dim() - 1)), new, old)
                               for old, new in zip(state, stepped, strict=True))
+        if reuse:
+            cached = self._warmed[2]
+            state = tuple(torch.cat([c.reshape(B, reuse, *c.shape[1:]), s.reshape(B, N, *s.shape[1:])[:, reuse:]], 1)
+                          .reshape(B * N, *s.shape[1:]) for c, s in zip(cached, state, strict=True))
+        if z0 is None:
+            self._warmed = (past, known, state)
         return state
+
+    def _warmed_rows(self, past, known) -> int:
+        """How many leading sources of ``past`` (B, N, P, 4) / ``known`` (B, N, P) the last :meth:`warm_state`
+        call warmed with the same past (its state rows can be reused); 0 if none."""
+        if self._warmed is None:
+            return 0
+        old_past, old_known, _ = self._warmed
+        B, n = old_past.shape[:2]
+        if past.shape[0] != B or past.shape[1] < n or past.shape[2:] != old_past.shape[2:] or n == 0:
+            return 0
+        same = torch.equal(past[:, :n], old_past) and torch.equal(known[:, :n], old_known)
+        return n if same else 0
 
     def _recursive_motion(self, ctx, z):
         """``motion(t, p) -> (d_t, v_t)`` (B, N, 4) from one DVAE step per frame driven by the filtered means
