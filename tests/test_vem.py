@@ -392,15 +392,15 @@ def test_dvae_warm_state_reuses_the_last_calls_sources_exactly():
 def test_windowed_tracking_hands_each_source_its_past():
     from mixdvae.vem.tracking import WindowConfig, WindowedTracking
 
-    prior = ConstantVelocityPrior()
+    prior = DVAEPrior(StandInDVAE())
     seen = []
-    linear_transition = prior.linear_transition
+    recursive_transition = prior.recursive_transition
 
-    def spy(ctx, drive=None):  # the engine asks once per window for the prior's transition
+    def spy(ctx):  # the engine asks once per window for the first pass's transition
         seen.append(None if ctx.history is None else ctx.history.clone())
-        return linear_transition(ctx, drive)
+        return recursive_transition(ctx)
 
-    prior.linear_transition = spy
+    prior.recursive_transition = spy
     frames = 40
     tracking = WindowedTracking(10.0, (640, 480), prior, VEMConfig(max_iter=1), WindowConfig(history_s=1.5))
     for t in range(frames):  # one target walking right, detected every frame
@@ -411,8 +411,10 @@ def test_windowed_tracking_hands_each_source_its_past():
     assert torch.isfinite(last).all()
     assert torch.allclose(torch.diff(last[:, 0]), torch.tensor(3.0, dtype=last.dtype), atol=0.5)
     assert seen[0] is not None and seen[0].shape[2] == 15 and not torch.isfinite(seen[0]).any()  # born: no past
-    off = WindowedTracking(10.0, (640, 480), ConstantVelocityPrior(), VEMConfig(max_iter=1), WindowConfig(history_s=0))
+    off = WindowedTracking(10.0, (640, 480), prior, VEMConfig(max_iter=1), WindowConfig(history_s=0))
     assert off.history.shape == (0, 0, 4)
+    vkf = WindowedTracking(10.0, (640, 480), ConstantVelocityPrior(), VEMConfig(max_iter=1), WindowConfig())
+    assert vkf.history_frames == 0  # constant velocity does not read the past: none is carried
 
 
 def test_dvae_prior_leaves_the_smooth_track_gate_off_unless_asked():

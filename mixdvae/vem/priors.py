@@ -111,6 +111,7 @@ class TrajectoryPrior:
     """Interface: :meth:`estimate` runs the E-S step; :meth:`update_latents` the E-Z step (if any);
     :meth:`linear_transition` describes the E-S step for the engine's own filter, where possible.
 
+    ``uses_history``: the prior reads ``PriorContext.history``, the sources' past before the window.
     ``driven``: the transition depends on a driving trajectory (:meth:`linear_transition` with ``drive``, the
     last posterior means): the first pass runs the :meth:`recursive_transition`, and the first
     ``motion_updates`` iterations (None: all) drive the prior anew, after an E-Z step; later ones keep the last
@@ -121,6 +122,7 @@ class TrajectoryPrior:
     smooth = True
     driven = False
     motion_updates: int | None = None
+    uses_history = False  # reads PriorContext.history (whole-sequence tracking then carries each source's past)
 
     def estimate(
         self, ctx: PriorContext, pseudo: Pseudo, previous: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -422,6 +424,7 @@ class DVAEPrior(TrajectoryPrior):
 
     name = "dvae"
     driven = True
+    uses_history = True
 
     def __init__(
         self,

@@ -103,7 +103,7 @@ class WindowedTracking:
         init: (N, 4) their boxes ``cx, cy, w, h`` at the next window's first frame.
         velocity: (N, 4) their velocities there (pixels per frame).
         history: (N, P, 4) their posterior means over the P = ``history_s`` x frame rate frames before it, oldest
-            first, NaN before a source's birth.
+            first, NaN before a source's birth (P = 0 for a prior that does not read the past).
         last_seen: (N,) 0-based frame of their last observation (birth frame until observed).
         rows: finalised result rows, arrays of ``frame, id, x, y, w, h``.
         finalised: number of leading frames whose results are final.
@@ -125,7 +125,7 @@ class WindowedTracking:
         self.init = np.zeros((0, 4))
         self.velocity = np.zeros((0, 4))
         self.last_seen = np.zeros(0, dtype=int)
-        self.history_frames = int(round(config.history_s * frame_rate))
+        self.history_frames = int(round(config.history_s * frame_rate)) if prior.uses_history else 0
         self.history = np.zeros((0, self.history_frames, 4))
         self.next_id = 1
         self.rows: list[np.ndarray] = []
