@@ -619,9 +619,10 @@ class DVAEPrior(TrajectoryPrior):
         _, _, state = model.step(state, model.x0(B * N).to(self.device), z0)
         if ctx.history is None or ctx.history.shape[2] == 0:
             return state
-        known = torch.isfinite(ctx.history).all(-1).to(self.device)  # (B, N, P)
-        past = torch.where(torch.isfinite(ctx.history), ctx.history, ctx.init.unsqueeze(2))
+        known = torch.isfinite(ctx.history).all(-1)  # (B, N, P)
+        past = torch.where(known.unsqueeze(-1), ctx.history, ctx.init.unsqueeze(2))
         past = norm.to_model(past, self._ref(ctx).unsqueeze(2)).to(self.device, torch.float32)  # (B, N, P, 4)
+        known = known.to(self.device)
         reuse = self._warmed_rows(past, known) if z0 is None else 0
         todo = known.clone()
         todo[:, :reuse] = False
