@@ -91,6 +91,25 @@ def test_tune_searches_scores_and_checks_leave_one_sequence_out(data_root, tmp_p
     assert load_tool("tune").main(["--space", str(space), "--data-roots", str(data_root), "--no-progress"]) == 4
 
 
+@pytest.mark.parametrize("space, tracker", [("tune_vem.yaml", "mixdvae"), ("tune_vem.yaml", "vkf"),
+                                             ("tune_mixdvae_prior.yaml", "mixdvae")])
+def test_shipped_search_spaces_name_parameters_and_hold_the_defaults(space, tracker):
+    """A shipped search space loads for its tracker, and each of its choice lists already holds the tracker's
+    default (the searches' first trial), so the README's searches around the defaults stay searches around them."""
+    import yaml
+
+    from mixdvae.trackers import make_tracker
+
+    path = REPO / "configs" / space
+    load_tool("tune").load_space(path, tracker)  # raises on a name that is not one of the tracker's parameters
+    defaults = make_tracker(tracker).get_params()
+    for name, values in yaml.safe_load(path.read_text()).items():
+        default = defaults[name]
+        if name == "size_var_scale" and default is None:  # None: the same as var_scale
+            default = defaults["var_scale"]
+        assert default in values, (space, name)
+
+
 def test_track_picks_the_tracker_of_the_config_else_mixdvae(data_root, tmp_path):
     track = load_tool("track")
     for config, expected in ([["--config", str(REPO / "configs" / "sort.yaml")], "kalman"], [[], "mixdvae"]):
