@@ -147,6 +147,42 @@ def test_numba_posterior_recursion_equals_torch():
     assert not torch.allclose(cpu[:, 0], cpu[:, 1])  # each sample follows its own noise
 
 
+_KERNEL_DIGEST = """
+import hashlib
+import numpy as np
+from mixdvae.audio.kernels import m_step_rounds, posterior_recursion
+rng = np.random.default_rng(0)
+f32 = np.float32
+B, S, F, T, K = 2, 2, 257, 90, 8
+P = rng.random((B, F, T)).astype(f32) + f32(0.01)
+Vs = rng.random((B, S, F, T)).astype(f32) + f32(0.01)
+W, H, g = rng.random((B, F, K)).astype(f32), rng.random((B, K, T)).astype(f32), np.ones((B, T), f32)
+valid = np.ones((B, T), bool)
+valid[1, 60:] = False
+m_step_rounds(P, Vs, W, H, g, valid, np.full(B, 1e-6, f32), np.ones(S, f32), 6, True)
+out = np.zeros((1, 2, 40, 3), f32)
+posterior_recursion(rng.standard_normal((1, 40, 12)).astype(f32), rng.standard_normal((1, 3, 12)).astype(f32),
+                    rng.standard_normal((1, 12, 6)).astype(f32), rng.standard_normal((1, 1, 6)).astype(f32),
+                    rng.standard_normal((40, 2, 3)).astype(f32), -6.0, 2.0, out)
+print(hashlib.sha256(W.tobytes() + H.tobytes() + g.tobytes() + out.tobytes()).hexdigest())
+"""
+
+
+def test_numba_kernels_give_the_same_bits_compiled_or_loaded_from_the_cache(tmp_path):
+    """The first process compiles the kernels (cold cache), later ones load them: both compute the same bits, so
+    the first run of a command writes the same audio as every later run. (With the M-step's round a separate
+    function, the compiling process computed other last bits than the loading ones.)"""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    digests = [subprocess.run([sys.executable, "-c", _KERNEL_DIGEST], env=env, capture_output=True, text=True,
+                              check=True).stdout for _ in range(2)]
+    assert any((tmp_path / "numba").rglob("*.nbi"))  # the first process did write the cache the second read
+    assert digests[0] == digests[1]
+
+
 def test_learn_basis_decreases_cost():
     P = torch.rand(F, 200) ** 2
     fit = nmf.learn_basis(P, rank=4, iterations=15)

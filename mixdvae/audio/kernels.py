@@ -17,6 +17,13 @@ is passed as (B, S, F, T): a strided (S, F, T) view of an (S, B, F, T) array is 
 the kernels use NumPy's error model (Python's, the default, checks every division for zero; the divisions here are
 by floored variances or are guarded).
 
+The round (:func:`_round`) is inlined by Numba into :func:`m_step_rounds`, which shares its fast-math flags: as a
+separate function, the process that compiled the kernels computed other last bits than the processes that later
+loaded them from the cache, so the first run of a command after an install wrote slightly different audio than
+every later one (``tests/test_audio_enhance.py`` compares a cold and a warm cache); inlined into a caller without
+fast math, the round's loops were no longer vectorised (12-30 % slower). Inlined into a fast-math caller it is both
+reproducible and as fast as before.
+
 The variance of bin (f, t) for sample s is ``Vx = max(g_t Vs_sft + (W H)_ft, floor)``; padded frames (``valid``
 False) count nowhere and keep their H (up to the column normalisation) and g, and the loops stop at an utterance's
 last valid frame (a batch of utterances of different lengths pays for the frames it has, not for the padding).
@@ -72,7 +79,7 @@ def _row(P, Vs, W, H, g, m, weights, f, floor, T, wh, a, b) -> None:
         b[t] *= m[t]
 
 
-@nb.njit(cache=True, fastmath=True, error_model="numpy")
+@nb.njit(cache=True, fastmath=True, inline="always", error_model="numpy")
 def _round(P, Vs, W, H, g, m, weights, floor, T, uses_gain, wh, a, b, num_kt, den_kt) -> None:
     """One round for one utterance over its first T frames (see :func:`m_step_rounds`); the others are work
     buffers."""
@@ -131,7 +138,7 @@ def _round(P, Vs, W, H, g, m, weights, floor, T, uses_gain, wh, a, b, num_kt, de
         g[t] = max(g[t] * _ratio(num_t[t], den_t[t]), TINY)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, fastmath=True, error_model="numpy")
 def m_step_rounds(P, Vs, W, H, g, valid, floor, weights, rounds: int, uses_gain: bool) -> None:
     """``rounds`` rounds of the enhancement M-step for a batch, in place: ``P`` (B, F, T), ``Vs`` (B, S, F, T),
     ``W`` (B, F, K), ``H`` (B, K, T), ``g`` (B, T), ``valid`` (B, T) bool, ``floor`` (B,) the variance floor of
