@@ -170,6 +170,26 @@ def test_direct_parameterisation_for_other_data():
         SRNN({**TINY, "x_dim": 6})  # box increments need 4-d boxes
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_advance_gives_the_state_of_step_without_the_prediction(name, monkeypatch):
+    """``advance`` returns exactly the state ``step`` returns (the warm-up over a track's past relies on it), with
+    the prior's latents or given ones, and never runs the decoder."""
+    model = make_model(name)
+    x = trajectories(batch=3)
+    zs = torch.randn(3, x.shape[1], model.config["z_dim"], generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for z in (None, zs):
+            stepped, advanced = model.init_state(3), model.init_state(3)
+            inputs = [model.x0(3)] + [x[:, t] for t in range(x.shape[1] - 1)]
+            for t, x_prev in enumerate(inputs):
+                z_t = None if z is None else z[:, t]
+                stepped = model.step(stepped, x_prev, z_t)[2]
+                advanced = model.advance(advanced, x_prev, z_t)
+                assert all(torch.equal(a, b) for a, b in zip(advanced, stepped, strict=True))
+        monkeypatch.setattr(model, "_decode", lambda *args: pytest.fail("advance ran the decoder"))
+        model.advance(model.init_state(3), model.x0(3))
+
+
 def test_rollout_with_own_means():
     model = make_model("srnn")
     x = trajectories(batch=3)

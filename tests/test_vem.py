@@ -376,10 +376,10 @@ def test_dvae_warm_state_reuses_the_last_calls_sources_exactly():
     prior = DVAEPrior(model)
     prior.warm_state(carried)
     calls = []
-    step = model.step
-    model.step = lambda *a, **k: calls.append(1) or step(*a, **k)
+    advance = model.advance  # the warm-up advances the state without predicting (DVAE.advance)
+    model.advance = lambda *a, **k: calls.append(1) or advance(*a, **k)
     reused = prior.warm_state(both)
-    model.step = step
+    model.advance = advance
     assert len(calls) == 1 + 2  # the start step, then only the appended source's two known frames
     fresh = DVAEPrior(model).warm_state(both)
     for a, b in zip(reused, fresh, strict=True):

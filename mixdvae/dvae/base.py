@@ -14,7 +14,9 @@ Conventions (all models):
 
   ``step`` is pure tensor code over the batch (sources x windows in the VEM). With ``z=None`` it uses the mean
   of the latent prior ``p(z_t | ...)`` (deterministic prediction); with a given ``z`` (e.g. the mean of
-  ``q(z | x)`` from :meth:`DVAE.encode`) it decodes that latent.
+  ``q(z | x)`` from :meth:`DVAE.encode`) it decodes that latent. ``state = model.advance(state, x_prev, z)``
+  is the same state without the prediction (running the model over a known past). Each model writes one
+  ``_transition`` (the new state and the decoder's inputs); ``step`` and ``advance`` are built on it.
 * The output parameterisation (``config["param"]``) is an internal choice of the model:
 
   ``"box_increment"`` (default for 4-d boxes): the networks see the last increment ``x_{t-1} - x_{t-2}``, the
@@ -453,6 +455,18 @@ class DVAE(nn.Module):
 
     def step(self, state, x_prev: torch.Tensor, z: torch.Tensor | None = None):
         """One generative step: ``(mean, var, new_state)`` of x_t given ``x_prev`` = x_{t-1} and the state."""
+        new_state, decode_inputs = self._transition(state, x_prev, z)
+        mean, var = self._decode(*decode_inputs)
+        return mean, var, new_state
+
+    def advance(self, state, x_prev: torch.Tensor, z: torch.Tensor | None = None):
+        """The state after ``x_prev``, as :meth:`step` returns it, without the prediction of x_t (the decoder):
+        about half a step's cost where only the state matters, e.g. running the model over a known past."""
+        return self._transition(state, x_prev, z)[0]
+
+    def _transition(self, state, x_prev: torch.Tensor, z: torch.Tensor | None):
+        """``(new_state, decode_inputs)``: the state after ``x_prev`` and the arguments of ``_decode`` that give
+        the prediction of x_t (latent ``z``, or the prior's when None)."""
         raise NotImplementedError
 
     def _cast(self, *tensors):

@@ -53,14 +53,13 @@ class DKF(DVAE):
         raw_mean, raw_logvar = self._decoder_heads(z)
         return self.io.output(raw_mean, raw_logvar, x_prev, n, features, hist)
 
-    def step(self, state, x_prev, z=None):
+    def _transition(self, state, x_prev, z):
         z_prev, hist, n = state
         x_prev, z = self._cast(x_prev, z)
         features = self.io.features(x_prev, hist, n)
         p_mean, _ = self._prior(z_prev, self.embed_x(features))
         z = p_mean if z is None else z
-        mean, var = self._decode(z, x_prev, n, features, hist)
-        return mean, var, (z, self.io.push(hist, x_prev), n + 1)
+        return (z, self.io.push(hist, x_prev), n + 1), (z, x_prev, n, features, hist)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape

@@ -51,15 +51,14 @@ class SRNN(DVAE):
         raw_mean, raw_logvar = self._decoder_heads(torch.cat([h, z], -1))
         return self.io.output(raw_mean, raw_logvar, x_prev, n, features, hist)
 
-    def step(self, state, x_prev, z=None):
+    def _transition(self, state, x_prev, z):
         h, c, z_prev, hist, n = state
         x_prev, z = self._cast(x_prev, z)
         features = self.io.features(x_prev, hist, n)
         h_new, c_new = lstm_cell(self.rnn, self.embed_x(features), h, c)
         if z is None:
             z, _ = self.prior_z(torch.cat([h_new, z_prev], -1))
-        mean, var = self._decode(h_new, z, x_prev, n, features, hist)
-        return mean, var, (h_new, c_new, z, self.io.push(hist, x_prev), n + 1)
+        return (h_new, c_new, z, self.io.push(hist, x_prev), n + 1), (h_new, z, x_prev, n, features, hist)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape

@@ -38,13 +38,12 @@ class VAE(DVAE):
         raw_mean, raw_logvar = self._decoder_heads(z)
         return self.io.output(raw_mean, raw_logvar, x_prev, n, features, hist)
 
-    def step(self, state, x_prev, z=None):
+    def _transition(self, state, x_prev, z):
         hist, n = state
         x_prev, z = self._cast(x_prev, z)
         if z is None:  # the prior mean
             z = torch.zeros(x_prev.shape[0], self.config["z_dim"], device=x_prev.device, dtype=x_prev.dtype)
-        mean, var = self._decode(z, x_prev, n, self.io.features(x_prev, hist, n), hist)
-        return mean, var, (self.io.push(hist, x_prev), n + 1)
+        return (self.io.push(hist, x_prev), n + 1), (z, x_prev, n, self.io.features(x_prev, hist, n), hist)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape

@@ -52,15 +52,14 @@ class VRNN(DVAE):
         raw_mean, raw_logvar = self._decoder_heads(torch.cat([h, self.embed_z(z)], -1))
         return self.io.output(raw_mean, raw_logvar, x_prev, n, features, hist)
 
-    def step(self, state, x_prev, z=None):
+    def _transition(self, state, x_prev, z):
         h, c, z_prev, hist, n = state
         x_prev, z = self._cast(x_prev, z)
         features = self.io.features(x_prev, hist, n)
         h, c = self._advance(h, c, z_prev, features)
         if z is None:
             z, _ = self.prior_z(h)
-        mean, var = self._decode(h, z, x_prev, n, features, hist)
-        return mean, var, (h, c, z, self.io.push(hist, x_prev), n + 1)
+        return (h, c, z, self.io.push(hist, x_prev), n + 1), (h, z, x_prev, n, features, hist)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
         batch, length, _ = x.shape

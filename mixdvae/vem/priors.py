@@ -386,8 +386,8 @@ class DVAEPrior(TrajectoryPrior):
     (``drive="smoothed"``) or again recursively (``"filtered"``).
 
     Args:
-        model: a DVAE (``load_prior`` contract: ``init_state``, ``x0``, ``step``, ``encode``, ``config``) or a
-            name/path for :func:`mixdvae.dvae.load_prior`.
+        model: a DVAE (``load_prior`` contract: ``init_state``, ``x0``, ``step``, ``encode``, ``config``, and
+            ``advance`` where it has one) or a name/path for :func:`mixdvae.dvae.load_prior`.
         device: where the DVAE runs (``"cpu"``, ``"cuda"``); results come back to the engine's device.
         drive: ``"smoothed"`` (default) or ``"filtered"``, see above.
         z_mode: latent of the DVAE: ``"mean"`` (E-Z: encoder mean on the posterior means, default),
@@ -615,8 +615,7 @@ class DVAEPrior(TrajectoryPrior):
         leading sources whose past equals the last call's reuse its warmed state instead of stepping again."""
         B, N, _ = ctx.init.shape
         model = self.model
-        state = model.init_state(B * N, device=self.device)
-        _, _, state = model.step(state, model.x0(B * N).to(self.device), z0)
+        state = self._advance(model.init_state(B * N, device=self.device), model.x0(B * N).to(self.device), z0)
         if ctx.history is None or ctx.history.shape[2] == 0:
             return state
         known = torch.isfinite(ctx.history).all(-1)  # (B, N, P)
@@ -629,9 +628,9 @@ class DVAEPrior(TrajectoryPrior):
         steps, todo = past.reshape(B * N, -1, 4), todo.reshape(B * N, -1)
         for j in range(steps.shape[1]):
             if bool(todo[:, j].all()):
-                _, _, state = model.step(state, steps[:, j])
+                state = self._advance(state, steps[:, j])
             elif bool(todo[:, j].any()):
-                _, _, stepped = model.step(state, steps[:, j])
+                stepped = self._advance(state, steps[:, j])
                 keep = todo[:, j]
                 state = tuple(torch.where(keep.view(-1, *[1] * (new.dim() - 1)), new, old)
                               for old, new in zip(state, stepped, strict=True))
@@ -642,6 +641,12 @@ class DVAEPrior(TrajectoryPrior):
         if z0 is None:
             self._warmed = (past, known, state)
         return state
+
+    def _advance(self, state, x_prev, z=None):
+        """The model's state after ``x_prev``: its ``advance`` (DVAE models: no prediction computed), else the
+        state ``step`` returns."""
+        advance = getattr(self.model, "advance", None)
+        return advance(state, x_prev, z) if advance is not None else self.model.step(state, x_prev, z)[2]
 
     def _warmed_rows(self, past, known) -> int:
         """How many leading sources of ``past`` (B, N, P, 4) / ``known`` (B, N, P) the last :meth:`warm_state`
