@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -172,10 +175,6 @@ def test_numba_kernels_give_the_same_bits_compiled_or_loaded_from_the_cache(tmp_
     """The first process compiles the kernels (cold cache), later ones load them: both compute the same bits, so
     the first run of a command writes the same audio as every later run. (With the M-step's round a separate
     function, the compiling process computed other last bits than the loading ones.)"""
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     digests = [subprocess.run([sys.executable, "-c", _KERNEL_DIGEST], env=env, capture_output=True, text=True,
                               check=True).stdout for _ in range(2)]
