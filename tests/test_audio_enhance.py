@@ -28,7 +28,7 @@ from mixdvae.audio.enhance import (
 )
 from mixdvae.audio.metrics import si_sdr
 from mixdvae.audio.stft import DEFAULT_STFT
-from mixdvae.dvae import DKF, SRNN
+from mixdvae.dvae import DKF, RVAE, SRNN
 from mixdvae.dvae.vae import VAE
 from mixdvae.errors import ConfigError, UsageError
 from tests.conftest import write_bad_audio
@@ -56,6 +56,13 @@ def dkf(srnn):
     """A tiny DKF of the SRNN's sizes (and level statistics)."""
     torch.manual_seed(1)
     return DKF({**srnn.config, "model": "dkf"}).eval()
+
+
+@pytest.fixture(scope="module")
+def rvae(srnn):
+    """A tiny RVAE of the SRNN's sizes (and level statistics)."""
+    torch.manual_seed(2)
+    return RVAE({**srnn.config, "model": "rvae"}).eval()
 
 
 def speech_like(model, seconds: float, seed: int) -> np.ndarray:
@@ -193,10 +200,12 @@ def test_learn_basis_decreases_cost():
 # the VEM engine
 
 
-def test_vem_improves_si_sdr_on_a_prior_sample_in_stationary_noise(srnn):
-    clean = speech_like(srnn, 1.5, seed=1)
+@pytest.mark.parametrize("model", ["srnn", "rvae"])
+def test_vem_improves_si_sdr_on_a_prior_sample_in_stationary_noise(srnn, rvae, model):
+    prior = srnn if model == "srnn" else rvae
+    clean = speech_like(prior, 1.5, seed=1)
     noisy = clean + white_noise(len(clean), 2, float(np.sqrt(np.mean(clean**2))))  # 0 dB, white
-    result = enhance(noisy, srnn, EnhanceConfig(iterations=10))
+    result = enhance(noisy, prior, EnhanceConfig(iterations=10))
     assert si_sdr(noisy, clean) < 1.0
     assert si_sdr(result.enhanced[0], clean) > si_sdr(noisy, clean) + 3.0
     assert result.cost.shape == (10, 1)
@@ -218,11 +227,11 @@ def test_dkf_encoder_runs_once_per_batch_and_the_srnns_every_iteration(srnn, dkf
         assert len(calls) == expected, prior.config["model"]
 
 
-@pytest.mark.parametrize("model", ["srnn", "dkf"])
-def test_decoder_runs_on_the_valid_frames_of_a_batch_only(srnn, dkf, model):
+@pytest.mark.parametrize("model", ["srnn", "dkf", "rvae"])
+def test_decoder_runs_on_the_valid_frames_of_a_batch_only(srnn, dkf, rvae, model):
     """Utterances of different lengths share a batch, padded; the decoder sees the frames they have, not the
     padding (and the batch still equals one by one: test_batched_equals_one_by_one)."""
-    prior = srnn if model == "srnn" else dkf
+    prior = {"srnn": srnn, "dkf": dkf, "rvae": rvae}[model]
     waves = [speech_like(prior, s, seed) + white_noise(int(s * RATE), seed + 3, 0.05)
              for s, seed in ((1.2, 1), (0.5, 2))]
     frames = sum(DEFAULT_STFT.n_frames(len(w)) for w in waves)
@@ -249,13 +258,15 @@ def test_noise_warmup_fits_the_noise_before_the_first_e_step(srnn):
         EnhanceConfig(warmup_m_steps=-1)
 
 
-def test_batched_equals_one_by_one(srnn):
+@pytest.mark.parametrize("model, tune", [("srnn", "head"), ("rvae", "head"), ("rvae", "encoder")])
+def test_batched_equals_one_by_one(srnn, rvae, model, tune):
+    prior = srnn if model == "srnn" else rvae
     waves = [speech_like(srnn, s, seed) + white_noise(int(s * RATE), seed + 9, 0.05)
              for s, seed in ((0.8, 1), (1.2, 2), (0.5, 3))]
-    config = EnhanceConfig(iterations=3, wiener_samples=2)
-    batched = enhance(waves, srnn, config)
+    config = EnhanceConfig(iterations=3, wiener_samples=2, tune=tune)
+    batched = enhance(waves, prior, config)
     for i, wave in enumerate(waves):
-        alone = enhance(wave, srnn, config)
+        alone = enhance(wave, prior, config)
         np.testing.assert_allclose(alone.enhanced[0], batched.enhanced[i], atol=2e-4 * np.abs(wave).max())
         np.testing.assert_allclose(alone.cost[:, 0], batched.cost[:, i], rtol=1e-3, atol=1e-3)
 
@@ -281,9 +292,9 @@ def test_long_input_is_segmented_cross_faded_and_reported_in_seconds(srnn):
         EnhanceConfig(segment=50, overlap=50)
 
 
-@pytest.mark.parametrize("kind", ["srnn", "vae", "nmf"])
-def test_never_nan_on_silence_padded_input(srnn, kind):
-    prior = {"srnn": srnn, "vae": VAE(tiny_config()).eval(),
+@pytest.mark.parametrize("kind", ["srnn", "rvae", "vae", "nmf"])
+def test_never_nan_on_silence_padded_input(srnn, rvae, kind):
+    prior = {"srnn": srnn, "rvae": rvae, "vae": VAE(tiny_config()).eval(),
              "nmf": NMFBasis(torch.rand(F, 6) + 0.01, -9.0)}[kind]
     speech = speech_like(srnn, 0.6, seed=4)
     padded = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(12000, np.float32)])
@@ -402,11 +413,11 @@ def test_spectral_engine_is_device_agnostic_and_finite(srnn):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-@pytest.mark.parametrize("kind", ["srnn", "dkf", "joint", "vae", "nmf"])
-def test_cuda_enhancement_matches_the_cpu(srnn, dkf, kind):
+@pytest.mark.parametrize("kind", ["srnn", "dkf", "rvae", "joint", "vae", "nmf"])
+def test_cuda_enhancement_matches_the_cpu(srnn, dkf, rvae, kind):
     """The CUDA run (torch updates) gives the CPU run's output (Numba M-step): same draws (made on the CPU), same
     VEM; float32 rounding differs, so the outputs agree to 40 dB SI-SDR, not bit for bit."""
-    priors = {"srnn": srnn, "dkf": dkf, "joint": [dkf, srnn],
+    priors = {"srnn": srnn, "dkf": dkf, "rvae": rvae, "joint": [dkf, srnn],
               "vae": VAE({**srnn.config, "model": "vae"}).eval(),
               "nmf": NMFBasis(torch.rand(F, 6, generator=torch.Generator().manual_seed(2)) + 0.01, -9.0)}
     waves = [speech_like(srnn, s, seed) + white_noise(int(s * RATE), seed + 9, 0.05)

@@ -50,8 +50,8 @@ def parse_args(argv=None):
     ap.add_argument("inputs", nargs="*", type=Path, help="noisy audio files or folders (.wav, .flac, .ogg)")
     ap.add_argument("--out", type=Path, default=Path("enhanced"), help="output folder (default: ./enhanced)")
     ap.add_argument("--prior", nargs="+", default=list(JOINT_PRIORS), metavar="PRIOR",
-                    help=f"speech prior(s): dkf_speech or srnn_speech (DVAE-VEM), vae_speech (VAE-VEM), nmf (NMF-VEM) "
-                         f"or a checkpoint path; several DVAE/VAE priors run as one joint VEM (default: "
+                    help=f"speech prior(s): dkf_speech, rvae_speech or srnn_speech (DVAE-VEM), vae_speech (VAE-VEM), "
+                         f"nmf (NMF-VEM) or a checkpoint path; several DVAE/VAE priors run as one joint VEM (default: "
                          f"{' '.join(JOINT_PRIORS)})")
     ap.add_argument("--weights", nargs="+", type=float, metavar="W",
                     help="a joint VEM: the weight of each prior's posterior in the pooled speech model, in the order "

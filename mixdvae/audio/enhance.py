@@ -287,13 +287,15 @@ class DVAESpeech(SpeechModel):
     ``post_z`` for q(z_t | z_{t-1}, g_t); ``config.tune`` says what is fine-tuned: ``"head"`` (post_z; the LSTM
     runs once per iteration without gradient) or ``"encoder"`` (both). The frame-independent VAE's encoder is
     its input embedding ``embed_x`` and the same head ``post_z``: ``"head"`` tunes post_z, ``"encoder"`` both.
+    The RVAE's is a forward and a backward LSTM over the embedded noisy power and a frame-wise head ``post_z``
+    for q(z_t | g_t): ``"head"`` tunes post_z (the LSTMs run once per batch), ``"encoder"`` also the LSTMs.
     Each utterance gets its own copy of the tuned weights (stacked on a leading batch axis), so Adam adapts them
     independently."""
 
     def __init__(self, prior, config: EnhanceConfig, device):
         name = prior.config.get("model")
-        if name not in ("srnn", "dkf", "vae"):
-            raise UsageError(f"speech enhancement supports SRNN, DKF and VAE priors, not {name!r}")
+        if name not in ("srnn", "dkf", "rvae", "vae"):
+            raise UsageError(f"speech enhancement supports SRNN, DKF, RVAE and VAE priors, not {name!r}")
         if prior.config.get("likelihood") != SPEECH_LIKELIHOOD or prior.config.get("param") != "log_power":
             raise UsageError(f"the prior's likelihood is {prior.config.get('likelihood')!r}: a speech prior "
                              f"models power spectra (param 'log_power') with the {SPEECH_LIKELIHOOD!r} likelihood")
@@ -310,9 +312,13 @@ class DVAESpeech(SpeechModel):
     def _tuned_modules(self) -> dict[str, torch.nn.Module]:
         m = self.model
         tuned = {"head": m.post_z.net}
-        if self.config.tune == "encoder":
-            tuned["embed" if self.name == "vae" else "rnn"] = m.embed_x if self.name == "vae" else m.enc_rnn
-        return tuned
+        if self.config.tune != "encoder":
+            return tuned
+        if self.name == "vae":
+            return {**tuned, "embed": m.embed_x}
+        if self.name == "rvae":
+            return {**tuned, "rnn": m.enc_forward, "rnn_backward": m.enc_backward}
+        return {**tuned, "rnn": m.enc_rnn}
 
     def start(self, P, mask):
         B = P.shape[0]
@@ -328,9 +334,13 @@ class DVAESpeech(SpeechModel):
             features = self.model._sequence_inputs(P.transpose(1, 2))[3]  # of the noisy power, (B, T, F)
             self.noisy = features if self.name == "vae" else self.model.embed_x(features)
             self.embedded = self.model.embed_x(features)  # the VAE's frozen embedding (tune="head")
-            # the DKF's encoder reads the noisy features only: its input (and, for tune="head", its LSTM's
-            # output) is computed once here, not at every iteration as the SRNN's, which also reads h
-            self.encoder = {} if self.name != "dkf" else self._encoder_context(_reverse(self.noisy, self.lengths))
+            # the DKF's and the RVAE's encoders read the noisy features only: their input (and, for tune="head",
+            # their LSTMs' output) is computed once here, not at every iteration as the SRNN's, which also reads h
+            self.encoder = {}
+            if self.name == "dkf":
+                self.encoder = self._encoder_context(_reverse(self.noisy, self.lengths))
+            elif self.name == "rvae" and self.config.tune == "head":
+                self.encoder = {"g": self.model.encoder_context(self.noisy, self.lengths)}
         self.context = {}
         self.set_speech_power(P)
 
@@ -344,7 +354,7 @@ class DVAESpeech(SpeechModel):
         """Recompute what does not depend on the tuned weights from the speech-power estimate (B, F, T): the
         decoder's deterministic recurrence and, for the SRNN (whose encoder reads h), the encoder's input."""
         m = self.model
-        if self.name == "vae":  # frame-independent: the decoder has no speech-power input
+        if self.name in ("vae", "rvae"):  # the decoder has no speech-power input
             return
         with torch.no_grad():
             x_prev, n, feat_prev, _, _ = m._sequence_inputs(power.transpose(1, 2))
@@ -360,9 +370,8 @@ class DVAESpeech(SpeechModel):
         z_{t-1} (same values; gradients reach the weights through every frame's own mean and variance)."""
         w, m, c = self.weights, self.model, self.context
         low, high = m.post_z.low, m.post_z.high
-        if self.name == "vae":
-            embedded = _stacked_mlp(w, "embed", m.embed_x)(self.noisy) if "embed.0.weight" in w else self.embedded
-            mean, raw_var = _stacked_mlp(w, "head", m.post_z.net)(embedded).chunk(2, dim=-1)  # (B, T, Z) each
+        if self.name in ("vae", "rvae"):  # frame-wise given the encoder's output: all frames at once
+            mean, raw_var = _stacked_mlp(w, "head", m.post_z.net)(self._frame_inputs()).chunk(2, dim=-1)  # (B, T, Z)
             var = torch.exp(low + (high - low) * torch.sigmoid(raw_var))
             eps = latent_noise(self.config.seed, key, samples, mean.shape[1], mean.shape[2], mean.device)
             z = mean.unsqueeze(0) + var.sqrt().unsqueeze(0) * eps.unsqueeze(1)
@@ -387,6 +396,16 @@ class DVAESpeech(SpeechModel):
         q_var = torch.exp(low + (high - low) * torch.sigmoid(raw_var))
         return q_mean + q_var.sqrt() * eps.permute(1, 0, 2).unsqueeze(1), q_mean, q_var
 
+    def _frame_inputs(self) -> torch.Tensor:
+        """The input of a frame-wise posterior head (B, T, D): the VAE's embedding, the RVAE's LSTMs' output g."""
+        w = self.weights
+        if self.name == "vae":
+            return _stacked_mlp(w, "embed", self.model.embed_x)(self.noisy) if "embed.0.weight" in w else self.embedded
+        if "g" in self.encoder:
+            return self.encoder["g"]
+        backward = _stacked_lstm(_reverse(self.noisy, self.lengths), w, "rnn_backward")
+        return torch.cat([_stacked_lstm(self.noisy, w, "rnn"), _reverse(backward, self.lengths)], -1)
+
     def _decode(self, z):
         """``V_s`` (S, B, T, F) and the prior ``p(z_t | ...)`` mean and variance (S, B, T, Z) of latents z. The
         networks see the valid frames only (``self.frames``); padded frames get V_s = 1 and p = N(0, 1)."""
@@ -404,7 +423,9 @@ class DVAESpeech(SpeechModel):
             return t.reshape(S, B, T, -1)
 
         zs = pack(z, samples=True)
-        if self.name == "vae":
+        if self.name in ("vae", "rvae"):  # latents independent a priori, N(0, I)
+            if self.name == "rvae":  # the decoder's LSTM over z_{1:t} (causal: padding at the end is never read)
+                zs = pack(m.dec_rnn(z.reshape(S * B, T, Z))[0].reshape(S, B, T, -1), samples=True)
             _, var = m._decode(zs, None, None)
             return unpack(var, 1.0), torch.zeros_like(z), torch.ones_like(z)
         z_shift = pack(torch.cat([torch.zeros_like(z[:, :, :1]), z[:, :, :-1]], 2), samples=True)
@@ -607,8 +628,8 @@ JOINT_PRIORS = ("dkf_speech", "vae_speech")
 
 
 def load_speech_prior(name_or_path: str | os.PathLike, device="cpu"):
-    """A speech prior by name or path: ``"dkf_speech"``, ``"srnn_speech"``, ``"vae_speech"`` (shipped DVAE/VAE
-    checkpoints), ``"nmf"`` (the shipped NMF basis) or the path of either kind of file.
+    """A speech prior by name or path: ``"dkf_speech"``, ``"rvae_speech"``, ``"srnn_speech"``, ``"vae_speech"``
+    (shipped DVAE/VAE checkpoints), ``"nmf"`` (the shipped NMF basis) or the path of either kind of file.
 
     Raises :class:`~mixdvae.errors.DataNotFoundError` or :class:`CheckpointError` naming the file."""
     from mixdvae.dvae import load_prior, prior_path

@@ -1,4 +1,4 @@
-"""Dynamical VAEs (DVAE) used as priors: SRNN (MixDVAE's prior), VRNN, DKF, and the frame-independent VAE;
+"""Dynamical VAEs (DVAE) used as priors: SRNN (MixDVAE's prior), VRNN, DKF, RVAE, and the frame-independent VAE;
 motion priors on boxes (``srnn_mot``) and speech priors on power spectra (``srnn_speech``, ``vae_speech``).
 
 Public API::
@@ -26,6 +26,7 @@ from mixdvae.resources import shipped_dir
 from .base import DVAE, MODELS, CheckpointError
 from .dkf import DKF
 from .likelihood import LIKELIHOODS, register_likelihood
+from .rvae import RVAE
 from .srnn import SRNN
 from .vae import VAE
 from .vrnn import VRNN
@@ -67,6 +68,7 @@ __all__ = [
     "SRNN",
     "VRNN",
     "DKF",
+    "RVAE",
     "VAE",
     "MODELS",
     "CheckpointError",

@@ -1,4 +1,4 @@
-"""Common base of the dynamical VAEs (SRNN, VRNN, DKF) and of the frame-independent VAE.
+"""Common base of the dynamical VAEs (SRNN, VRNN, DKF, RVAE) and of the frame-independent VAE.
 
 Conventions (all models):
 
