@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import soundfile
@@ -183,6 +185,24 @@ def test_enhancement_benchmark_refuses_member_weights_for_single_prior_vems(caps
     bench = load_tool("benchmark_enhance")
     assert bench.main(["--set", "member_weights=[2,1]", "--methods", "noisy", "dvae-vem"]) == 2
     assert "joint-vem only" in capsys.readouterr().err
+
+
+def test_enhancement_benchmark_weights_the_joint_vem_only(monkeypatch, capsys):
+    bench = load_tool("benchmark_enhance")
+    assert bench.main(["--joint-weights", "1", "--methods", "noisy", "joint-vem"]) == 2
+    assert "--joint-weights: 1 weights for 2 joint priors" in capsys.readouterr().err
+    weights = {}
+
+    def fake_enhance(noisy, prior, config, device):
+        weights[len(prior) if isinstance(prior, list) else 1] = config.member_weights
+        return SimpleNamespace(enhanced=noisy, cpu_seconds=0.0, seconds=0.0)
+
+    monkeypatch.setattr(bench, "enhance", fake_enhance)
+    args = bench.parse_args(["--joint-weights", "1", "3", "--methods", "noisy", "vae-vem", "joint-vem"])
+    mixtures = [bench.Mixture("clip", np.zeros(4000, np.float32), np.zeros(4000, np.float32), 0.0, "rain")]
+    for method in ("vae-vem", "joint-vem"):
+        bench.run_method(method, mixtures, args, None)
+    assert weights == {1: None, 2: (1.0, 3.0)}
 
 
 @pytest.mark.parametrize("flag", ["--nmf-rank", "--speech-nmf-rank"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixdvae.dvae import DKF, DVAE, MODELS, SRNN, VAE, load_prior
+from mixdvae.dvae import DKF, DVAE, MODELS, RVAE, SRNN, VAE, load_prior
 from mixdvae.dvae.likelihood import make_likelihood
 from mixdvae.dvae.training import (
     AUDIO_DEFAULT_CONFIG,
@@ -216,7 +216,7 @@ def test_two_stage_training_copies_and_freezes_named_modules(tmp_path):
 
 
 def test_shipped_speech_priors_load_by_name():
-    for name, cls in (("srnn_speech", SRNN), ("vae_speech", VAE), ("dkf_speech", DKF)):
+    for name, cls in (("srnn_speech", SRNN), ("vae_speech", VAE), ("dkf_speech", DKF), ("rvae_speech", RVAE)):
         try:
             prior = load_prior(name)
         except FileNotFoundError:

@@ -12,10 +12,10 @@ DIR/noisy/NAME instead.
 Methods: the noisy input; ``noisereduce`` (stationary and non-stationary spectral gating);
 ``pyroomacoustics`` spectral subtraction (its output is delayed by nfft/2 = 256 samples: shifted back before
 scoring); ``logmmse``; NMF-VEM (a speech basis learned on the training split), VAE-VEM (``vae_speech``),
-DVAE-VEM (``dkf_speech``; ``--dvae-prior srnn_speech`` for the SRNN) and the joint VEM of ``--joint-priors``
-(default ``dkf_speech vae_speech``, the default of ``tools/enhance.py``), all with the same engine and its
-default settings for their kind of prior (``mixdvae.audio.enhance.default_config``; the command line's
-override them). A peer that is not installed
+DVAE-VEM (``dkf_speech``; ``--dvae-prior rvae_speech`` or ``srnn_speech`` for the others) and the joint VEM of
+``--joint-priors`` (default ``dkf_speech vae_speech``, the default of ``tools/enhance.py``; ``--joint-weights``
+weighs them), all with the same engine and its default settings for their kind of prior
+(``mixdvae.audio.enhance.default_config``; the command line's override them). A peer that is not installed
 (``pip install -e ".[bench]"``) is reported as skipped. Metrics: SI-SDR (dB), PESQ-WB, ESTOI, mean over the
 mixtures and mean improvement over the input with its 95 % bootstrap interval (mixtures resampled, seeded), then
 the joint VEM's paired differences to every other method, and DVAE-VEM's to VAE-VEM, with their intervals (one that
@@ -29,6 +29,8 @@ Examples:
     python tools/benchmark_enhance.py --json /tmp/enhance_bench.json
     python tools/benchmark_enhance.py --split val --methods dvae-vem vae-vem --iterations 60
     python tools/benchmark_enhance.py --pairs my_pairs/ --methods logmmse dvae-vem
+    python tools/benchmark_enhance.py --methods noisy vae-vem joint-vem --joint-priors dkf_speech rvae_speech \
+        --joint-weights 1 2      # two DVAE priors, the RVAE's posterior weighted twice
     python tools/benchmark_enhance.py --export /tmp/pairs      # the test set as clean/noisy wavs
     python tools/benchmark_enhance.py --pairs /tmp/pairs --methods noisy joint-vem --device cuda --set batch_size=24
     python tools/benchmark_enhance.py --ship-nmf             # (re)learn and ship data/priors/nmf_speech_vem.pt
@@ -113,6 +115,9 @@ def parse_args(argv=None):
     ap.add_argument("--vae-prior", default=VEMS["vae-vem"][0], help="prior of VAE-VEM (name or path)")
     ap.add_argument("--joint-priors", nargs="+", default=list(VEMS["joint-vem"]), metavar="PRIOR",
                     help=f"priors of the joint VEM (names or paths; default {' '.join(VEMS['joint-vem'])})")
+    ap.add_argument("--joint-weights", nargs="+", type=float, metavar="W",
+                    help="the weight of each joint prior's posterior, in the order of --joint-priors (default: 2 for "
+                         "a DKF, 1 for the others); the other VEMs are unaffected")
     ap.add_argument("--ship-nmf", action="store_true",
                     help=f"learn the NMF speech basis on the training split and write data/priors/{NMF_PRIOR_NAME}.pt")
     ap.add_argument("--device", default="cpu",
@@ -265,6 +270,8 @@ def run_method(name: str, mixtures: list[Mixture], args, basis: NMFBasis | None)
         else:
             prior = load_speech_prior(args.dvae_prior if name == "dvae-vem" else args.vae_prior)
         config = vem_config(args, prior)
+        if name == "joint-vem" and args.joint_weights:
+            config = dataclasses.replace(config, member_weights=tuple(args.joint_weights))
         result = enhance(noisy, prior, config, device=args.device)
         seconds = result.cpu_seconds if args.device == "cpu" else result.seconds
         return result.enhanced, seconds, dataclasses.asdict(config)
@@ -331,7 +338,10 @@ def main(argv=None) -> int:
     # a bad --set fails before any work; weights of a joint's priors mean nothing to the single-prior VEMs
     if vem_config(args).member_weights is not None and set(args.methods) & (VEMS.keys() - {"joint-vem"}):
         raise UsageError("--set member_weights: weighs the priors of joint-vem only; run it with --methods noisy "
-                         "joint-vem")
+                         "joint-vem, or give --joint-weights")
+    if args.joint_weights and len(args.joint_weights) != len(args.joint_priors):
+        raise UsageError(f"--joint-weights: {len(args.joint_weights)} weights for {len(args.joint_priors)} joint "
+                         "priors")
     parse_device(args.device, "benchmark_enhance.py", "--device")
     torch.set_num_threads(1)
     basis = nmf_basis(args) if args.ship_nmf or "nmf-vem" in args.methods else None
