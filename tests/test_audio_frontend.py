@@ -147,9 +147,10 @@ def test_benchmarks_pair_their_differences_by_mixture():
     diff = enhance_bench.paired_differences(better, base, seed=0)
     assert diff["si_sdr"]["low"] == pytest.approx(1.0) and diff["si_sdr"]["high"] == pytest.approx(1.0)
     assert diff["estoi"]["mean"] == pytest.approx(0.1) and diff["pesq"]["mean"] == 0.0
-    per_method = {"noisy": base, "vae-vem": base, "dvae-vem": better, "joint-vem": better}
+    per_method = {"noisy": base, "vae-vem": base, "dvae-vem": better, "dvae-pair": better, "joint-vem": better}
     assert list(enhance_bench.compare(per_method, seed=0)) == [
-        "joint-vem minus vae-vem", "joint-vem minus dvae-vem", "dvae-vem minus vae-vem"]
+        "joint-vem minus vae-vem", "joint-vem minus dvae-vem", "joint-vem minus dvae-pair", "dvae-vem minus vae-vem",
+        "dvae-pair minus vae-vem"]
     assert list(enhance_bench.compare({"noisy": base, "dvae-vem": better, "vae-vem": base}, seed=0)) == [
         "dvae-vem minus vae-vem"]
 
@@ -203,6 +204,8 @@ def test_enhancement_benchmark_weights_the_joint_vem_only(monkeypatch, capsys):
     for method in ("vae-vem", "joint-vem"):
         bench.run_method(method, mixtures, args, None)
     assert weights == {1: None, 2: (1.0, 3.0)}
+    bench.run_method("dvae-pair", mixtures, args, None)  # its own weights, whatever --joint-weights says
+    assert weights[2] == bench.DVAE_PAIR_WEIGHTS == (1.0, 2.0)
 
 
 @pytest.mark.parametrize("flag", ["--nmf-rank", "--speech-nmf-rank"])
