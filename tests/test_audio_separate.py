@@ -20,6 +20,8 @@ from mixdvae.audio.separate import (
     SeparateConfig,
     SourceBank,
     StackedDKF,
+    _adapted_bases,
+    _stack_bases,
     additive_posterior,
     e_w,
     load_sources,
@@ -130,7 +132,8 @@ def test_config_is_validated():
     for bad in ({"iterations": 0}, {"rho": 0.0}, {"sampling": "uniform"}, {"mixture": "sum"},
                 {"segment": 10, "overlap": 10}, {"temperature": 2.0}, {"unknown": 1}, {"average": 0},
                 {"assignment": "hard"}, {"output": "mask"}, {"output": []}, {"output": ["posterior", "mask"]},
-                {"mask_exponent": 0.0}, {"equalise": -1}, {"equalise": (0, -2)}):
+                {"mask_exponent": 0.0}, {"equalise": -1}, {"equalise": (0, -2)}, {"passes": 0}, {"adapt": -1},
+                {"passes": 2}, {"passes": 2, "adapt": (0, 0)}, {"passes": 2, "adapt": 8, "init": "reconstruction"}):
         with pytest.raises((ConfigError, TypeError)):
             SeparateConfig(**bad)
     assert SeparateConfig(output=["posterior", "assignment"]).output == ("posterior", "assignment")
@@ -266,10 +269,13 @@ def tiny_bases(bins: int, seed: int, n: int = 2) -> list[NMFBasis]:
     return bases
 
 
-@pytest.mark.parametrize("mixture,init", [("per_bin", "nmf"), ("per_bin", "reconstruction"), ("additive", "nmf")])
-def test_batched_equals_one_by_one(mixture, init):
+@pytest.mark.parametrize("mixture,init,passes", [("per_bin", "nmf", 1), ("per_bin", "reconstruction", 1),
+                                                 ("additive", "nmf", 1), ("per_bin", "nmf", 2)])
+def test_batched_equals_one_by_one(mixture, init, passes):
+    """Also with a second pass, whose NMF start differs from mixture to mixture (adapted to each one's estimate)."""
     priors, bases = [tiny_srnn(65, 1), tiny_srnn(65, 2)], tiny_bases(65, 0)
-    config = SeparateConfig(iterations=3, segment=20, overlap=5, mixture=mixture, update_rho=True, init=init)
+    config = SeparateConfig(iterations=3, segment=20, overlap=5, mixture=mixture, update_rho=True, init=init,
+                            passes=passes, adapt=(0, 3) if passes > 1 else 0)
     waves = _mixtures(2, 0.3, 4) + _mixtures(1, 0.1, 5)  # 151, 151 and 51 frames
     together = separate(waves, priors, config, setting=SMALL, bases=bases)
     for wave, batched in zip(waves, together.sources):
@@ -353,6 +359,21 @@ def test_synthetic_two_source_separation_improves_si_sdr(tmp_path):
         assert min(gains) > 5.0, (config.init, config.mixture, gains)
     irm = oracle_separate(mixture, refs, "irm", setting=SMALL)
     assert min(si_sdr(irm[n], refs[n]) for n in range(2)) > 10.0
+
+
+def test_adapted_bases_keep_the_class_basis_and_learn_the_estimates_timbre():
+    """Between passes a source's NMF start is its class basis plus a basis learned on its own estimate: here the
+    second source's estimate is one fixed spectrum under a varying envelope, which a rank-1 basis recovers."""
+    gen = torch.Generator().manual_seed(3)
+    template = torch.rand(65, generator=gen) + 0.1
+    envelope = torch.rand(40, generator=gen) + 0.5
+    spec = torch.complex((envelope.unsqueeze(1) * template).sqrt(), torch.zeros(40, 65))  # power: envelope x template
+    masks = [torch.stack([torch.zeros(40, 65), torch.ones(40, 65)])]  # source 2's estimate: the whole mixture
+    W, ranks = _stack_bases(tiny_bases(65, 0), 2, SMALL, "cpu")
+    adapted, new_ranks = _adapted_bases((W, ranks), (0, 1), [spec], masks, SeparateConfig(nmf_iterations=200))
+    assert adapted.shape == (1, 65, 9) and new_ranks == [4, 5]
+    torch.testing.assert_close(adapted[0, :, :8], W)  # the class bases, in their place
+    torch.testing.assert_close(adapted[0, :, 8], template / template.sum(), rtol=1e-3, atol=1e-5)
 
 
 def test_supervised_nmf_separates_sources_of_disjoint_bases():

@@ -102,6 +102,13 @@ def parse_args(argv=None):
                     help=f"EM rounds per iteration of a source's per-bin gain (a timbre its prior never heard), one "
                          f"number for all sources or one per source (e.g. 0 10 for an instrument far from its "
                          f"prior's timbre); 0: none (default {SeparateConfig.equalise})")
+    ap.add_argument("--passes", type=int, help=f"VEM passes; each pass after the first starts from NMF bases "
+                                               f"adapted to the previous estimate, see --adapt (default "
+                                               f"{SeparateConfig.passes})")
+    ap.add_argument("--adapt", type=int, nargs="+", metavar="RANK",
+                    help="between passes, the rank of the NMF basis learned on a source's own estimate and added to "
+                         "its class basis, one number for all sources or one per source (e.g. 0 32: adapt the "
+                         f"instrument); 0: none (default {SeparateConfig.adapt})")
     ap.add_argument("--segment", type=int, help=f"frames per segment, 0 = whole signal "
                                                 f"(default {SeparateConfig.segment})")
     add_audio_run_options(ap, "separate the shipped speech + flute example")
@@ -135,7 +142,7 @@ def parse_args(argv=None):
 def config_from(args) -> SeparateConfig:
     """The separation config: the defaults with the options given on the command line."""
     keys = ("init", "iterations", "sampling", "mixture", "assignment", "average", "output", "mask_exponent", "rho",
-            "update_rho", "equalise", "segment", "seed")
+            "update_rho", "equalise", "passes", "adapt", "segment", "seed")
     return SeparateConfig(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
 
 
@@ -194,7 +201,8 @@ def basis_names(args) -> list[str]:
 def run(args, config: SeparateConfig, waves: list[np.ndarray], references, models, bases):
     """The separated sources of every mixture (a list of (N, n) arrays) and the engine's result record (None for
     the oracle masks)."""
-    total = sum(len(segment_starts(DEFAULT_STFT.n_frames(len(w)), config.segment, config.overlap)) for w in waves)
+    total = config.passes * sum(len(segment_starts(DEFAULT_STFT.n_frames(len(w)), config.segment, config.overlap))
+                                for w in waves)
     if args.method == "mixdvae":
         with tqdm(total=total, desc="separating", unit="segment", disable=args.no_progress, file=sys.stderr) as bar:
             result = separate(waves, models, config, device=args.device, progress=bar.update, bases=bases)

@@ -158,6 +158,11 @@ class SeparateConfig:
     # source, or one per source in the priors' order (as ``output``; e.g. (0, 10) for a timbre far from the
     # instrument prior's, module docstring)
     equalise: int | tuple[int, ...] = 1
+    # VEM passes (init="nmf"): after each pass but the last, a source with ``adapt`` > 0 gets an NMF basis of that
+    # rank learned on its own estimate beside its class basis, and the next pass starts from that wider basis: the
+    # start follows a timbre its class basis and prior never heard (one rank for every source, or one per source)
+    passes: int = 1
+    adapt: int | tuple[int, ...] = 0
 
     BOUNDS: ClassVar[dict] = {
         "iterations": Range(1, 10000), "rho": Range(0, 1, exclusive_low=True), "temperature": Range(0, 1),
@@ -165,6 +170,7 @@ class SeparateConfig:
         "seed": Range(0), "floor": Range(0, 1e-2, exclusive_low=True), "nmf_iterations": Range(1, 10000),
         "level_db": Range(-80, 0), "average": Range(1, 10000),
         "equalise": Range(0, 1000), "mask_exponent": Range(0, 100, exclusive_low=True),
+        "passes": Range(1, 100), "adapt": Range(0, 1024),
     }
 
     def __post_init__(self):
@@ -173,8 +179,13 @@ class SeparateConfig:
         if self.segment and self.overlap >= self.segment:
             raise ConfigError(f"separate config: overlap ({self.overlap}) must be smaller than segment "
                               f"({self.segment})")
+        adapts = self.adapt if isinstance(self.adapt, tuple) else (self.adapt,)
+        if self.passes > 1 and (self.init != "nmf" or not any(adapts)):
+            raise ConfigError(f"separate config: passes ({self.passes}) > 1 needs init='nmf' and an adapt rank > 0 "
+                              f"(each pass starts from NMF bases adapted to the previous estimate)")
 
-    PER_SOURCE: ClassVar[dict] = {"output": "mask(s)", "equalise": "round count(s)"}  # one for all, or one each
+    # one for all sources, or one each
+    PER_SOURCE: ClassVar[dict] = {"output": "mask(s)", "equalise": "round count(s)", "adapt": "basis rank(s)"}
 
     def per_source(self, key: str, n_sources: int) -> tuple:
         """The setting ``key`` (one of :attr:`PER_SOURCE`) for each of ``n_sources`` sources (:class:`ConfigError`
@@ -689,10 +700,27 @@ def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, d
     reference = bank.reference_log_power().cpu()
     start, cpu_start = time.perf_counter(), time.process_time()
     specs = [setting(torch.from_numpy(w)) for w in waves]  # (T_i, F) each
+    scales = torch.stack([_level_scales(w, spec, reference, config) for w, spec in zip(waves, specs)])  # (M, N)
+    W, ranks = (None, None) if stacked is None else (stacked[0].expand(len(specs), -1, -1), stacked[1])  # (M, F, K)
+    masks, costs, rhos = _vem_pass(specs, scales, bank, config, W, ranks, device, progress)
+    for _ in range(config.passes - 1):
+        W, ranks = _adapted_bases(stacked, config.per_source("adapt", len(bank.order)), specs, masks, config)
+        masks, costs, rhos = _vem_pass(specs, scales, bank, config, W, ranks, device, progress)
+    sources = []
+    for spec, mask, wave in zip(specs, masks, waves):
+        sources.append(setting.inverse(mask * spec, len(wave)).numpy().astype(np.float32))
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return SeparationResult(sources, [torch.stack(c).mean(0).numpy() for c in costs], [float(np.mean(r)) for r in rhos],
+                            seconds, cpu_seconds, sum(len(w) for w in waves) / MODEL_RATE, config)
+
+
+def _vem_pass(specs, scales, bank: SourceBank, config: SeparateConfig, W, ranks, device, progress):
+    """One VEM over every segment of the mixtures' spectrograms ``specs`` (T_i, F), from the NMF start of the
+    bases ``W`` (M, F, K) (one set per mixture; None: the priors' reconstruction): each mixture's cross-faded masks
+    (N, T_i, F) and its segments' costs and rhos."""
     # every segment: (mixture index, first frame, length); batches hold segments of one length
     jobs = [(i, s, min(config.segment or spec.shape[0], spec.shape[0]))
             for i, spec in enumerate(specs) for s in segment_starts(spec.shape[0], config.segment, config.overlap)]
-    scales = torch.stack([_level_scales(w, spec, reference, config) for w, spec in zip(waves, specs)])  # (M, N)
     masks = [torch.zeros(len(bank.order), *spec.shape) for spec in specs]
     weights = [torch.zeros(spec.shape[0], 1) for spec in specs]
     costs: list[list] = [[] for _ in specs]
@@ -706,7 +734,7 @@ def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, d
             X = torch.stack([specs[i][s : s + length] for i, s, _ in batch]).to(device)
             scale = scales[[i for i, _, _ in batch]].T.to(device)  # (N, B)
             starts = [s for _, s, _ in batch]
-            power = None if stacked is None else nmf_source_powers(X, *stacked, config, starts)
+            power = None if W is None else nmf_source_powers(X, W[[i for i, _, _ in batch]], ranks, config, starts)
             mask, cost, rho = separate_segments(X, bank, config, starts, scale, power)
             fade = crossfade_weights(length).reshape(length, 1)
             mask = mask.cpu()
@@ -717,13 +745,23 @@ def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, d
                 rhos[i].append(float(rho[row]))
             if progress is not None:
                 progress(len(batch))
-    sources = []
-    for spec, mask, weight, wave in zip(specs, masks, weights, waves):
-        S = (mask / weight) * spec  # (N, T, F)
-        sources.append(setting.inverse(S, len(wave)).numpy().astype(np.float32))
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    return SeparationResult(sources, [torch.stack(c).mean(0).numpy() for c in costs], [float(np.mean(r)) for r in rhos],
-                            seconds, cpu_seconds, sum(len(w) for w in waves) / MODEL_RATE, config)
+    return [mask / weight for mask, weight in zip(masks, weights)], costs, rhos
+
+
+def _adapted_bases(stacked, adapt: tuple, specs, masks, config: SeparateConfig):
+    """Per mixture, each source's class basis with, beside it when ``adapt[n]`` > 0, an IS-NMF basis of that rank
+    learned on the power of the source's estimate ``masks[i][n] * specs[i]`` (seeded): (M, F, K') and the ranks."""
+    W, ranks = stacked
+    per_mixture = []
+    for spec, mask in zip(specs, masks):  # one small NMF per mixture and adapted source, between passes
+        columns = []
+        for n, (a, b) in enumerate(_bounds(ranks)):
+            columns.append(W[:, a:b])
+            if adapt[n]:
+                power = (mask[n] * spec).abs().square().T.contiguous().to(W)  # (F, T)
+                columns.append(nmf.learn_basis(power, adapt[n], config.nmf_iterations, config.seed).W)
+        per_mixture.append(torch.cat(columns, 1))
+    return torch.stack(per_mixture), [r + a for r, a in zip(ranks, adapt)]
 
 
 def _level_scales(wave: np.ndarray, spec: torch.Tensor, reference: torch.Tensor, config: SeparateConfig):
@@ -754,7 +792,8 @@ def _stack_bases(bases: Sequence[NMFBasis] | None, n_sources: int, setting: STFT
 def nmf_source_powers(X: torch.Tensor, W: torch.Tensor, ranks: Sequence[int], config: SeparateConfig,
                       starts: Sequence[int] | None = None) -> torch.Tensor:
     """Supervised NMF fit of mixtures ``X`` (B, T, F) complex: the power ``|x|^2`` fitted as ``sum_n W_n H_n`` with
-    the bases ``W`` (F, K_total) fixed (source n: columns of ``ranks[n]``) by ``config.nmf_iterations``
+    the bases ``W`` (F, K_total), or one set per mixture (B, F, K_total), fixed (source n: columns of ``ranks[n]``)
+    by ``config.nmf_iterations``
     multiplicative IS updates of the activations. Returns each source's variance ``W_n H_n`` (N, B, T, F).
 
     The activations start random, from one generator per segment seeded by ``(config.seed, starts[b])`` (its first
@@ -763,16 +802,18 @@ def nmf_source_powers(X: torch.Tensor, W: torch.Tensor, ranks: Sequence[int], co
     P = (X.real**2 + X.imag**2).transpose(1, 2)  # (B, F, T)
     B, _, T = P.shape
     mean = P.mean((1, 2), keepdim=True).clamp(min=1e-30)  # (B, 1, 1)
-    K = W.shape[1]
+    W = W if W.dim() == 3 else W.unsqueeze(0)  # (B or 1, F, K)
+    K = W.shape[2]
     if starts is None:
         H = torch.rand(B, K, T, generator=torch.Generator().manual_seed(config.seed))
     else:
         H = torch.stack(_segment_draws(torch.rand, (K, T), config.seed, starts))
-    H = (H + 0.1).to(P.device) * mean * W.shape[0] / K  # W H of the order of the mean power
+    H = (H + 0.1).to(P.device) * mean * W.shape[1] / K  # W H of the order of the mean power
     floor, zero = config.floor * mean, torch.zeros((), device=P.device)
     for _ in range(config.nmf_iterations):
-        H = nmf.update_H(P, zero, W.unsqueeze(0), H, None, floor)
-    return torch.stack([torch.einsum("fk,bkt->btf", W[:, a:b], H[:, a:b]) for a, b in _bounds(ranks)])
+        H = nmf.update_H(P, zero, W, H, None, floor)
+    W = W.expand(B, -1, -1)
+    return torch.stack([torch.einsum("bfk,bkt->btf", W[:, :, a:b], H[:, a:b]) for a, b in _bounds(ranks)])
 
 
 def nmf_separate(mixtures, bases: Sequence[NMFBasis], config: SeparateConfig | None = None, device="cpu",
