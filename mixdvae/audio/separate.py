@@ -793,8 +793,8 @@ def nmf_source_powers(X: torch.Tensor, W: torch.Tensor, ranks: Sequence[int], co
                       starts: Sequence[int] | None = None) -> torch.Tensor:
     """Supervised NMF fit of mixtures ``X`` (B, T, F) complex: the power ``|x|^2`` fitted as ``sum_n W_n H_n`` with
     the bases ``W`` (F, K_total), or one set per mixture (B, F, K_total), fixed (source n: columns of ``ranks[n]``)
-    by ``config.nmf_iterations``
-    multiplicative IS updates of the activations. Returns each source's variance ``W_n H_n`` (N, B, T, F).
+    by ``config.nmf_iterations`` multiplicative IS updates of the activations. Returns each source's variance
+    ``W_n H_n`` (N, B, T, F).
 
     The activations start random, from one generator per segment seeded by ``(config.seed, starts[b])`` (its first
     frame), so a result does not depend on its batch; ``starts`` None (the baseline's one mixture at a time): one
