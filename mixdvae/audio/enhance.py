@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from mixdvae.config import Range, validate_fields
-from mixdvae.dvae.base import CheckpointError
+from mixdvae.dvae.base import CheckpointError, reverse_valid
 from mixdvae.errors import ConfigError, InputError, UsageError
 
 from . import nmf
@@ -338,7 +338,7 @@ class DVAESpeech(SpeechModel):
             # their LSTMs' output) is computed once here, not at every iteration as the SRNN's, which also reads h
             self.encoder = {}
             if self.name == "dkf":
-                self.encoder = self._encoder_context(_reverse(self.noisy, self.lengths))
+                self.encoder = self._encoder_context(reverse_valid(self.noisy, self.lengths))
             elif self.name == "rvae" and self.config.tune == "head":
                 self.encoder = {"g": self.model.encoder_context(self.noisy, self.lengths)}
         self.context = {}
@@ -348,7 +348,7 @@ class DVAESpeech(SpeechModel):
         """The encoder's (time-reversed) input and, for ``tune="head"``, its frozen LSTM's output g."""
         if self.config.tune != "head":
             return {"enc_in": enc_in}
-        return {"enc_in": enc_in, "g": _reverse(self.model.enc_rnn(enc_in)[0], self.lengths)}
+        return {"enc_in": enc_in, "g": reverse_valid(self.model.enc_rnn(enc_in)[0], self.lengths)}
 
     def set_speech_power(self, power):
         """Recompute what does not depend on the tuned weights from the speech-power estimate (B, F, T): the
@@ -360,7 +360,7 @@ class DVAESpeech(SpeechModel):
             x_prev, n, feat_prev, _, _ = m._sequence_inputs(power.transpose(1, 2))
             e_prev = m.embed_x(feat_prev)
             h = m.rnn(e_prev)[0] if self.name == "srnn" else None
-            encoder = self.encoder or self._encoder_context(_reverse(torch.cat([h, self.noisy], -1), self.lengths))
+            encoder = self.encoder or self._encoder_context(reverse_valid(torch.cat([h, self.noisy], -1), self.lengths))
             self.context = {"x_prev": x_prev, "n": n, "e_prev": e_prev, "h": h, **encoder}
 
     def _posterior(self, samples: int, key: tuple):
@@ -376,7 +376,7 @@ class DVAESpeech(SpeechModel):
             eps = latent_noise(self.config.seed, key, samples, mean.shape[1], mean.shape[2], mean.device)
             z = mean.unsqueeze(0) + var.sqrt().unsqueeze(0) * eps.unsqueeze(1)
             return z, mean.expand_as(z), var.expand_as(z)
-        g = c["g"] if "g" in c else _reverse(_stacked_lstm(c["enc_in"], w, "rnn"), self.lengths)  # (B, T, H)
+        g = c["g"] if "g" in c else reverse_valid(_stacked_lstm(c["enc_in"], w, "rnn"), self.lengths)  # (B, T, H)
         B, T, G = g.shape
         Z = m.config["z_dim"]
         w1, b1 = w["head.0.weight"], w["head.0.bias"]  # (B, D, G + Z), (B, D)
@@ -403,8 +403,8 @@ class DVAESpeech(SpeechModel):
             return _stacked_mlp(w, "embed", self.model.embed_x)(self.noisy) if "embed.0.weight" in w else self.embedded
         if "g" in self.encoder:
             return self.encoder["g"]
-        backward = _stacked_lstm(_reverse(self.noisy, self.lengths), w, "rnn_backward")
-        return torch.cat([_stacked_lstm(self.noisy, w, "rnn"), _reverse(backward, self.lengths)], -1)
+        backward = _stacked_lstm(reverse_valid(self.noisy, self.lengths), w, "rnn_backward")
+        return torch.cat([_stacked_lstm(self.noisy, w, "rnn"), reverse_valid(backward, self.lengths)], -1)
 
     def _decode(self, z):
         """``V_s`` (S, B, T, F) and the prior ``p(z_t | ...)`` mean and variance (S, B, T, Z) of latents z. The
@@ -540,16 +540,6 @@ def _posterior_recursion(pre, w1z, w2t, b2, eps, low: float, high: float) -> tor
 
 def _gaussian_kl(q_mean, q_var, p_mean, p_var) -> torch.Tensor:
     return 0.5 * (torch.log(p_var) - torch.log(q_var) + (q_var + (q_mean - p_mean) ** 2) / p_var - 1.0).sum(-1)
-
-
-def _reverse(seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse each sequence of ``seq`` (B, T, ...) within its valid prefix (padding stays in place)."""
-    T = seq.shape[1]
-    t = torch.arange(T, device=seq.device).unsqueeze(0)
-    lengths = lengths.to(seq.device).long().unsqueeze(1)
-    index = torch.where(t < lengths, lengths - 1 - t, t)
-    index = index.view(*index.shape, *([1] * (seq.dim() - 2))).expand_as(seq)
-    return seq.gather(1, index)
 
 
 def _stacked_mlp(w: dict, prefix: str, module: torch.nn.Sequential):
