@@ -500,6 +500,21 @@ class DVAE(nn.Module):
         feat_cur = self.io.features(x, hist_cur, n + 1)
         return x_prev, n, feat_prev, feat_cur, hist_prev
 
+    def _independent_latents(self, x, z, use_posterior: bool, sample: bool, generator, posterior_input) -> dict:
+        """Latents independent a priori, N(0, I) (VAE, RVAE), for a pass over x (B, T, x_dim): ``z`` (the given
+        latents, else draws or means of ``q = post_z(posterior_input())`` when ``use_posterior``, else the prior
+        means 0), the prior's ``p_mean``/``p_var`` and, when q was used, ``q_mean``/``q_var``. ``posterior_input``
+        (a function, the encoder's output (B, T, D)) is called only when q is used."""
+        batch, length, _ = x.shape
+        p_mean = torch.zeros(batch, length, self.config["z_dim"], device=x.device, dtype=x.dtype)
+        out = {"p_mean": p_mean, "p_var": torch.ones_like(p_mean)}
+        if z is None and use_posterior:
+            q_mean, q_var = self.post_z(posterior_input())
+            z = q_mean + q_var.sqrt() * randn_like(q_mean, generator) if sample else q_mean
+            out.update(q_mean=q_mean, q_var=q_var)
+        out["z"] = p_mean if z is None else z
+        return out
+
     def _run(self, x: torch.Tensor, z: torch.Tensor | None, use_posterior: bool, sample: bool, generator=None,
              lengths=None):
         """Teacher-forced pass (``lengths`` (B,): valid prefix of each sequence, for backward encoders).

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import DVAE, GaussianHead, lstm_cell, mlp, randn_like, reverse_valid
+from .base import DVAE, GaussianHead, lstm_cell, mlp, reverse_valid
 
 
 class RVAE(DVAE):
@@ -68,17 +68,9 @@ class RVAE(DVAE):
         return torch.cat([forward, backward], -1)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
-        batch, length, _ = x.shape
         x_prev, n, feat_prev, feat_cur, hist_prev = self._sequence_inputs(x)
-        p_mean = torch.zeros(batch, length, self.config["z_dim"], device=x.device, dtype=x.dtype)
-        out = {"p_mean": p_mean, "p_var": torch.ones_like(p_mean)}
-        if z is None and use_posterior:
-            q_mean, q_var = self.post_z(self.encoder_context(self.embed_x(feat_cur), lengths))
-            z = q_mean + q_var.sqrt() * randn_like(q_mean, generator) if sample else q_mean
-            out.update(q_mean=q_mean, q_var=q_var)
-        if z is None:
-            z = p_mean
-        h, _ = self.dec_rnn(z)  # (B, T, H): h_t from z_{1:t}
-        out["mean"], out["var"] = self._decode(h, x_prev, n, feat_prev, hist_prev)
-        out.update(z=z, h=h)
+        out = self._independent_latents(x, z, use_posterior, sample, generator,
+                                        lambda: self.encoder_context(self.embed_x(feat_cur), lengths))
+        out["h"], _ = self.dec_rnn(out["z"])  # (B, T, H): h_t from z_{1:t}
+        out["mean"], out["var"] = self._decode(out["h"], x_prev, n, feat_prev, hist_prev)
         return out

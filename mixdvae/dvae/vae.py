@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import DVAE, GaussianHead, mlp, randn_like
+from .base import DVAE, GaussianHead, mlp
 
 
 class VAE(DVAE):
@@ -46,16 +46,7 @@ class VAE(DVAE):
         return (self.io.push(hist, x_prev), n + 1), (z, x_prev, n, self.io.features(x_prev, hist, n), hist)
 
     def _run(self, x, z=None, use_posterior=False, sample=False, generator=None, lengths=None):
-        batch, length, _ = x.shape
         x_prev, n, feat_prev, feat_cur, hist_prev = self._sequence_inputs(x)
-        p_mean = torch.zeros(batch, length, self.config["z_dim"], device=x.device, dtype=x.dtype)
-        out = {"p_mean": p_mean, "p_var": torch.ones_like(p_mean)}
-        if z is None and use_posterior:
-            q_mean, q_var = self.post_z(self.embed_x(feat_cur))
-            z = q_mean + q_var.sqrt() * randn_like(q_mean, generator) if sample else q_mean
-            out.update(q_mean=q_mean, q_var=q_var)
-        if z is None:
-            z = p_mean
-        out["mean"], out["var"] = self._decode(z, x_prev, n, feat_prev, hist_prev)
-        out["z"] = z
+        out = self._independent_latents(x, z, use_posterior, sample, generator, lambda: self.embed_x(feat_cur))
+        out["mean"], out["var"] = self._decode(out["z"], x_prev, n, feat_prev, hist_prev)
         return out
