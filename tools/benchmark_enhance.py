@@ -267,20 +267,19 @@ def run_method(name: str, mixtures: list[Mixture], args, basis: NMFBasis | None)
     noisy = [m.noisy for m in mixtures]
     if name == "noisy":
         return noisy, 0.0, None
+    joints = {"joint-vem": (args.joint_priors, args.joint_weights), "dvae-pair": (DVAE_PAIR, DVAE_PAIR_WEIGHTS)}
     if name in VEMS:
+        weights = None  # of a joint's priors; None: default_config's, by kind of prior
         if name == "nmf-vem":
             prior = basis
-        elif name == "joint-vem":
-            prior = [load_speech_prior(p) for p in args.joint_priors]
-        elif name == "dvae-pair":
-            prior = [load_speech_prior(p) for p in DVAE_PAIR]
+        elif name in joints:
+            names, weights = joints[name]
+            prior = [load_speech_prior(p) for p in names]
         else:
             prior = load_speech_prior(args.dvae_prior if name == "dvae-vem" else args.vae_prior)
         config = vem_config(args, prior)
-        if name == "joint-vem" and args.joint_weights:
-            config = dataclasses.replace(config, member_weights=tuple(args.joint_weights))
-        if name == "dvae-pair":
-            config = dataclasses.replace(config, member_weights=DVAE_PAIR_WEIGHTS)
+        if weights:
+            config = dataclasses.replace(config, member_weights=tuple(weights))
         result = enhance(noisy, prior, config, device=args.device)
         seconds = result.cpu_seconds if args.device == "cpu" else result.seconds
         return result.enhanced, seconds, dataclasses.asdict(config)
