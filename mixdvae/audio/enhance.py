@@ -332,8 +332,8 @@ class DVAESpeech(SpeechModel):
         self.optimizer = torch.optim.Adam(list(self.weights.values()), lr=self.config.lr)
         with torch.no_grad():
             features = self.model._sequence_inputs(P.transpose(1, 2))[3]  # of the noisy power, (B, T, F)
-            self.noisy = features if self.name == "vae" else self.model.embed_x(features)
             self.embedded = self.model.embed_x(features)  # the VAE's frozen embedding (tune="head")
+            self.noisy = features if self.name == "vae" else self.embedded
             # the DKF's and the RVAE's encoders read the noisy features only: their input (and, for tune="head",
             # their LSTMs' output) is computed once here, not at every iteration as the SRNN's, which also reads h
             self.encoder = {}
