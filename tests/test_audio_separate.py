@@ -20,6 +20,7 @@ from mixdvae.audio.separate import (
     SeparateConfig,
     SourceBank,
     StackedDKF,
+    StackedRVAE,
     _adapted_bases,
     _stack_bases,
     additive_posterior,
@@ -37,7 +38,7 @@ from mixdvae.audio.separate import (
     source_label,
 )
 from mixdvae.audio.stft import segment_starts
-from mixdvae.dvae import DKF, SRNN, load_prior
+from mixdvae.dvae import DKF, RVAE, SRNN, load_prior
 from mixdvae.dvae.training import SpectrogramData, power_frames, train_prior
 from mixdvae.errors import ConfigError, DataNotFoundError, UsageError
 from tests.conftest import write_bad_audio
@@ -216,9 +217,14 @@ def tiny_dkf(bins: int, seed: int) -> DKF:
     return DKF({**tiny_srnn(bins, seed).config, "model": "dkf"}).eval()
 
 
-@pytest.mark.parametrize("kind", ["srnn", "dkf"])
+def tiny_rvae(bins: int, seed: int) -> RVAE:
+    torch.manual_seed(seed)
+    return RVAE({**tiny_srnn(bins, seed).config, "model": "rvae"}).eval()
+
+
+@pytest.mark.parametrize("kind", ["srnn", "dkf", "rvae"])
 def test_stacked_priors_equal_each_prior_step_by_step(kind):
-    make = tiny_dkf if kind == "dkf" else tiny_srnn
+    make = {"srnn": tiny_srnn, "dkf": tiny_dkf, "rvae": tiny_rvae}[kind]
     priors = [make(20, 1), make(20, 2)]
     stack = STACKS[kind](priors, "cpu")
     gen = torch.Generator().manual_seed(3)
@@ -244,11 +250,26 @@ def test_stacked_priors_equal_each_prior_step_by_step(kind):
             torch.testing.assert_close(recon[n], run["var"], rtol=1e-5, atol=0)
 
 
+def test_stacked_rvae_draws_from_each_priors_posterior():
+    """The RVAE's posterior has no recursion over z: a draw is its q(z | power)'s mean plus scaled noise."""
+    priors = [tiny_rvae(20, 1), tiny_rvae(20, 2)]
+    stack = StackedRVAE(priors, "cpu")
+    gen = torch.Generator().manual_seed(4)
+    power = torch.rand(2, 3, 9, 20, generator=gen) * torch.exp(stack.x_mean[:, None])
+    noise = torch.randn(2, 3, 9, 3, generator=gen)
+    with torch.no_grad():
+        drawn = stack.encode(*stack.teacher(power), noise, 0.5)
+        for n, prior in enumerate(priors):
+            mean, var = prior.encode(power[n])
+            torch.testing.assert_close(drawn[n], mean + torch.sqrt(0.5 * var) * noise[n], rtol=1e-5, atol=1e-6)
+
+
 def test_priors_of_different_sizes_run_in_groups_in_prior_order():
-    priors = [tiny_srnn(20, 1), tiny_srnn(20, 2, h_dim=5), tiny_srnn(20, 3), tiny_dkf(20, 4)]
+    priors = [tiny_srnn(20, 1), tiny_srnn(20, 2, h_dim=5), tiny_srnn(20, 3), tiny_dkf(20, 4), tiny_rvae(20, 5)]
     bank = SourceBank(priors, "cpu")
-    assert len(bank.groups) == 3 and isinstance(bank.groups[2][1], StackedDKF)
-    power = torch.rand(4, 2, 6, 20) * 1e-3
+    assert len(bank.groups) == 4 and isinstance(bank.groups[2][1], StackedDKF)
+    assert isinstance(bank.groups[3][1], StackedRVAE)
+    power = torch.rand(5, 2, 6, 20) * 1e-3
     with torch.no_grad():
         joined = bank.reconstruct(power)
         for n, prior in enumerate(priors):
@@ -269,11 +290,13 @@ def tiny_bases(bins: int, seed: int, n: int = 2) -> list[NMFBasis]:
     return bases
 
 
-@pytest.mark.parametrize("mixture,init,passes", [("per_bin", "nmf", 1), ("per_bin", "reconstruction", 1),
-                                                 ("additive", "nmf", 1), ("per_bin", "nmf", 2)])
-def test_batched_equals_one_by_one(mixture, init, passes):
-    """Also with a second pass, whose NMF start differs from mixture to mixture (adapted to each one's estimate)."""
-    priors, bases = [tiny_srnn(65, 1), tiny_srnn(65, 2)], tiny_bases(65, 0)
+@pytest.mark.parametrize("mixture,init,passes,second", [
+    ("per_bin", "nmf", 1, tiny_srnn), ("per_bin", "reconstruction", 1, tiny_srnn), ("additive", "nmf", 1, tiny_srnn),
+    ("per_bin", "nmf", 2, tiny_srnn), ("per_bin", "nmf", 1, tiny_rvae), ("per_bin", "reconstruction", 1, tiny_rvae)])
+def test_batched_equals_one_by_one(mixture, init, passes, second):
+    """Also with a second pass, whose NMF start differs from mixture to mixture (adapted to each one's estimate),
+    and with an RVAE beside an SRNN (its own group)."""
+    priors, bases = [tiny_srnn(65, 1), second(65, 2)], tiny_bases(65, 0)
     config = SeparateConfig(iterations=3, segment=20, overlap=5, mixture=mixture, update_rho=True, init=init,
                             passes=passes, adapt=(0, 3) if passes > 1 else 0)
     waves = _mixtures(2, 0.3, 4) + _mixtures(1, 0.1, 5)  # 151, 151 and 51 frames
@@ -289,11 +312,11 @@ def test_batched_equals_one_by_one(mixture, init, passes):
 @pytest.mark.parametrize("mixture", ["per_bin", "additive"])
 def test_cuda_separation_matches_the_cpu(mixture):
     """Same draws (made on the CPU), same VEM on the GPU: the sources agree to float32 rounding."""
-    priors = [tiny_srnn(65, 1), tiny_dkf(65, 2)]
+    priors = [tiny_srnn(65, 1), tiny_dkf(65, 2), tiny_rvae(65, 3)]
     config = SeparateConfig(iterations=3, segment=20, overlap=5, mixture=mixture, update_rho=True)
     waves = _mixtures(2, 0.3, 4)
-    cpu = separate(waves, priors, config, setting=SMALL, bases=tiny_bases(65, 0))
-    gpu = separate(waves, priors, config, device="cuda", setting=SMALL, bases=tiny_bases(65, 0))
+    cpu = separate(waves, priors, config, setting=SMALL, bases=tiny_bases(65, 0, n=3))
+    gpu = separate(waves, priors, config, device="cuda", setting=SMALL, bases=tiny_bases(65, 0, n=3))
     for a, b in zip(cpu.sources, gpu.sources, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5)
 

@@ -16,7 +16,7 @@ Examples:
     python tools/separate.py mix.wav --method nmf --refs speech.wav flute.wav --out nmf/
 
 Sources: a class name (``speech`` -> the shipped prior ``dkf_speech``, ``flute`` -> ``srnn_flute``; ``nmf_<class>``
-with ``--method nmf``) or the name or path of a checkpoint (an SRNN or DKF prior of power spectra, e.g.
+with ``--method nmf``) or the name or path of a checkpoint (an SRNN, DKF or RVAE prior of power spectra, e.g.
 ``srnn_speech``; an NMF basis for ``--method nmf``). MixDVAE starts from supervised NMF's estimate of each source
 (``--init nmf``, the default), so it also loads one NMF basis per source: ``nmf_<class>`` for a class name, else the
 ones given by ``--bases``; ``--init reconstruction`` (the paper's start) needs none. References

@@ -1,8 +1,8 @@
 """Semi-blind single-channel source separation (DESIGN §7): MixDVAE's variational EM with one pretrained DVAE per
 source class, and the baselines it is measured against (supervised NMF, oracle ideal ratio / binary masks).
 
-Model of a mixture STFT ``x`` (F bins x T frames) with N sources, each with its own frozen SRNN or DKF prior (a
-DKF's decoder reads z^n_t only, so it has no h^n)::
+Model of a mixture STFT ``x`` (F bins x T frames) with N sources, each with its own frozen SRNN, DKF or RVAE prior (a
+DKF's decoder reads z^n_t only, so it has no h^n; an RVAE's h^n runs over z^n_1..z^n_t only)::
 
     s^n ~ DVAE_n (complex Gaussian, variance v^n_ft = exp(dec_n(h^n_t, z^n_t)), h^n driven by |s^n_{t-1}|^2)
     per_bin  (the paper): w_ft ~ uniform over sources,  x_ft | w_ft = n ~ N_c(s^n_ft, v_x,ft)
@@ -235,10 +235,11 @@ class SeparationError(InputError):
 
 
 def check_prior(prior, name: str = "prior") -> None:
-    """UsageError unless ``prior`` is an SRNN or DKF of power spectra (``log_power``, Itakura-Saito likelihood)."""
+    """UsageError unless ``prior`` is an SRNN, DKF or RVAE of power spectra (``log_power``, Itakura-Saito
+    likelihood)."""
     config = getattr(prior, "config", {})
     if config.get("model") not in STACKS:
-        raise UsageError(f"{name}: MixDVAE separation needs SRNN or DKF priors, got {config.get('model')!r}")
+        raise UsageError(f"{name}: MixDVAE separation needs SRNN, DKF or RVAE priors, got {config.get('model')!r}")
     if config.get("likelihood") != PRIOR_LIKELIHOOD or config.get("param") != "log_power":
         raise UsageError(f"{name}: not a prior of power spectra (likelihood {config.get('likelihood')!r}, "
                          f"param {config.get('param')!r}; expected {PRIOR_LIKELIHOOD!r}, 'log_power')")
@@ -363,12 +364,16 @@ class StackedSRNN:
         """One decoder step for all sources and segments: ``e_prev`` (N, B, E) the embedded |s~_{t-1}|^2
         (:meth:`embed`; :meth:`first_input` at t = 1), ``z`` (N, B, Z). Returns the variance v_t (N, B, F), model
         units, and the new state ``(h, c)``."""
+        h, c = self._cell(e_prev, state)
+        return torch.exp(self._log_variance(h, z)), (h, c)
+
+    def _cell(self, inputs: torch.Tensor, state) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of the stacked decoder LSTMs: ``inputs`` (N, B, in), ``state`` ``(h, c)`` (N, B, H) each."""
         h, c = state
-        gates = torch.baddbmm(torch.baddbmm(self.rnn_b, e_prev, self.ih_w), h, self.hh_w)
+        gates = torch.baddbmm(torch.baddbmm(self.rnn_b, inputs, self.ih_w), h, self.hh_w)
         i, f, g, o = gates.chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return torch.exp(self._log_variance(h, z)), (h, c)
+        return torch.sigmoid(o) * torch.tanh(c), c
 
 
 class StackedDKF(StackedSRNN):
@@ -392,7 +397,49 @@ class StackedDKF(StackedSRNN):
         return torch.exp(self._log_variance(h, z)), state
 
 
-STACKS = {"srnn": StackedSRNN, "dkf": StackedDKF}  # the priors separation takes, by config["model"]
+class StackedRVAE(StackedSRNN):
+    """N RVAE priors of one architecture. The decoder LSTM runs over the latents (input z_t, not the drawn power,
+    which reaches the decoder only through the next iteration's latents), and the posterior of every frame is one
+    head on a forward and a backward LSTM over the embedded power (no recursion over z), so the encoder context is
+    the embedded power alone (h has no features, as the DKF's)."""
+
+    def __init__(self, priors: Sequence, device):
+        super().__init__(priors, device)
+        # the posterior head reads g = (forward, backward) only: its whole first layer acts on g
+        self.q1g_w = torch.stack([p.post_z.net[0].weight.T.detach().float() for p in self.priors]).to(device)
+        self.q1z_w = None
+
+    def _stack_recurrence(self, stack) -> None:
+        """The decoder LSTM's weights (input: z)."""
+        self.ih_w, self.hh_w = stack(lambda p: p.dec_rnn.weight_ih_l0.T), stack(lambda p: p.dec_rnn.weight_hh_l0.T)
+        self.rnn_b = stack(lambda p: (p.dec_rnn.bias_ih_l0 + p.dec_rnn.bias_hh_l0)[None])
+
+    def teacher(self, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.embed(power)
+        return e.new_zeros(*e.shape[:-1], 0), e
+
+    def encode(self, h: torch.Tensor, e: torch.Tensor, noise: torch.Tensor | None, scale: float) -> torch.Tensor:
+        g = torch.stack([torch.cat([p.enc_forward(x)[0], p.enc_backward(x.flip(1))[0].flip(1)], -1)
+                         for p, x in zip(self.priors, e)])  # (N, B, T, 2 H): every segment has all its frames
+        mean, raw = _lin(torch.tanh(_lin(g, self.q1g_w, self.q1_b)), self.q2_w, self.q2_b).chunk(2, dim=-1)
+        if noise is None or scale <= 0:
+            return mean
+        low, high = self.z_low.unsqueeze(-1), self.z_high.unsqueeze(-1)  # (N, 1, 1, 1)
+        return mean + torch.sqrt(scale * torch.exp(low + (high - low) * torch.sigmoid(raw))) * noise
+
+    def reconstruct(self, power: torch.Tensor) -> torch.Tensor:
+        h, e = self.teacher(power)
+        z = self.encode(h, e, None, 0.0)
+        h = torch.stack([p.dec_rnn(x)[0] for p, x in zip(self.priors, z)])
+        return torch.exp(self._log_variance(h, z[..., :0]))
+
+    def step(self, state, e_prev: torch.Tensor, z: torch.Tensor):
+        h, c = self._cell(z, state)
+        return torch.exp(self._log_variance(h, z[..., :0])), (h, c)
+
+
+# the priors separation takes, by config["model"]
+STACKS = {"srnn": StackedSRNN, "dkf": StackedDKF, "rvae": StackedRVAE}
 
 
 class SourceBank:
@@ -683,8 +730,8 @@ def _m_rho(a, v_phi, eta, P, P_floor, mixture: str) -> torch.Tensor:
 
 def separate(mixtures, priors: Sequence, config: SeparateConfig | None = None, device="cpu",
              setting: STFT = DEFAULT_STFT, progress=None, bases: Sequence[NMFBasis] | None = None) -> SeparationResult:
-    """Separate 16 kHz mono mixtures (one (N,) array or a list) into one source per prior (SRNN or DKF priors of power
-    spectra, e.g. ``load_prior("srnn_speech")`` and ``load_prior("srnn_flute")``) with MixDVAE's VEM.
+    """Separate 16 kHz mono mixtures (one (N,) array or a list) into one source per prior (SRNN, DKF or RVAE priors
+    of power spectra, e.g. ``load_prior("srnn_speech")`` and ``load_prior("srnn_flute")``) with MixDVAE's VEM.
 
     ``bases``: one NMF basis per source, in the priors' order (e.g. ``load_sources(["speech", "flute"], "nmf")``),
     needed by ``config.init == "nmf"`` (the default). ``progress`` (optional) is called with the number of segments
