@@ -550,12 +550,14 @@ def test_shipped_nmf_bases_have_the_documented_ranks():
 
 
 def test_class_names_resolve_to_the_shipped_priors():
-    """``speech`` separates with the DKF prior (CLASS_PRIORS, chosen on validation), other classes with
+    """``speech`` separates with the RVAE prior (CLASS_PRIORS, chosen on validation), other classes with
     ``srnn_<class>``; a prior's name labels its class, so ``--sources dkf_speech flute`` finds ``nmf_speech``."""
     speech, flute = load_sources(["speech", "flute"], "mixdvae")
-    assert isinstance(speech, DKF) and isinstance(flute, SRNN)
+    assert isinstance(speech, RVAE) and isinstance(flute, SRNN)
+    assert isinstance(load_sources(["dkf_speech"], "mixdvae")[0], DKF)
     assert isinstance(load_sources(["srnn_speech"], "mixdvae")[0], SRNN)
     assert source_label("dkf_speech") == source_label("srnn_speech") == source_label("speech") == "speech"
+    assert source_label("rvae_speech") == "speech"
 
 
 @pytest.mark.parametrize("mixture", ["per_bin", "additive"])

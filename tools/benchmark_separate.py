@@ -94,7 +94,7 @@ SOUNDFONTS = ("fluidr3", "musescore")
 def parse_args(argv=None):
     ap = parser(__doc__)
     ap.add_argument("--speech-prior", default="speech",
-                    help="speech prior (name or path; default: the speech class's, dkf_speech)")
+                    help="speech prior (name or path; default: the speech class's, rvae_speech)")
     ap.add_argument("--flute-prior", default="srnn_flute", help="flute prior (name or path)")
     ap.add_argument("--split", choices=("test", "val"), default="test", help="test set (default) or validation set")
     ap.add_argument("--corpus", default="data/speech", help="speech corpus of tools/make_speech_corpus.py")

@@ -15,7 +15,7 @@ Examples:
     python tools/separate.py mix.wav --sources speech runs/my_flute/srnn.pt --out sep/
     python tools/separate.py mix.wav --method nmf --refs speech.wav flute.wav --out nmf/
 
-Sources: a class name (``speech`` -> the shipped prior ``dkf_speech``, ``flute`` -> ``srnn_flute``; ``nmf_<class>``
+Sources: a class name (``speech`` -> the shipped prior ``rvae_speech``, ``flute`` -> ``srnn_flute``; ``nmf_<class>``
 with ``--method nmf``) or the name or path of a checkpoint (an SRNN, DKF or RVAE prior of power spectra, e.g.
 ``srnn_speech``; an NMF basis for ``--method nmf``). MixDVAE starts from supervised NMF's estimate of each source
 (``--init nmf``, the default), so it also loads one NMF basis per source: ``nmf_<class>`` for a class name, else the
