@@ -274,8 +274,7 @@ class StackedSRNN:
         self.dec2_w = stack(lambda p: p.decoder[2].weight[F:].T)
         self.dec2_b = stack(lambda p: p.decoder[2].bias[F:][None])
         h_dim = self.priors[0].config["h_dim"]
-        self.q1g_w = stack(lambda p: p.post_z.net[0].weight[:, :h_dim].T)
-        self.q1z_w = stack(lambda p: p.post_z.net[0].weight[:, h_dim:].T)
+        self._stack_posterior(stack, h_dim)
         self.q1_b = stack(lambda p: p.post_z.net[0].bias[None])
         self.q2_w, self.q2_b = stack(lambda p: p.post_z.net[2].weight.T), stack(lambda p: p.post_z.net[2].bias[None])
         self.x_mean = stack(lambda p: p.io.x_mean[None])  # (N, 1, F)
@@ -291,6 +290,11 @@ class StackedSRNN:
         """The decoder LSTM's weights."""
         self.ih_w, self.hh_w = stack(lambda p: p.rnn.weight_ih_l0.T), stack(lambda p: p.rnn.weight_hh_l0.T)
         self.rnn_b = stack(lambda p: (p.rnn.bias_ih_l0 + p.rnn.bias_hh_l0)[None])
+
+    def _stack_posterior(self, stack, h_dim: int) -> None:
+        """The posterior head's first layer, split into its parts on g (the backward LSTM) and on z_{t-1}."""
+        self.q1g_w = stack(lambda p: p.post_z.net[0].weight[:, :h_dim].T)
+        self.q1z_w = stack(lambda p: p.post_z.net[0].weight[:, h_dim:].T)
 
     def __len__(self) -> int:
         return len(self.priors)
@@ -404,16 +408,14 @@ class StackedRVAE(StackedSRNN):
     head on a forward and a backward LSTM over the embedded power (no recursion over z), so the encoder context is
     the embedded power alone (h has no features, as the DKF's)."""
 
-    def __init__(self, priors: Sequence, device):
-        super().__init__(priors, device)
-        # the posterior head reads g = (forward, backward) only: its whole first layer acts on g
-        self.q1g_w = torch.stack([p.post_z.net[0].weight.T.detach().float() for p in self.priors]).to(device)
-        self.q1z_w = None
-
     def _stack_recurrence(self, stack) -> None:
         """The decoder LSTM's weights (input: z)."""
         self.ih_w, self.hh_w = stack(lambda p: p.dec_rnn.weight_ih_l0.T), stack(lambda p: p.dec_rnn.weight_hh_l0.T)
         self.rnn_b = stack(lambda p: (p.dec_rnn.bias_ih_l0 + p.dec_rnn.bias_hh_l0)[None])
+
+    def _stack_posterior(self, stack, h_dim: int) -> None:
+        """The posterior head reads g = (forward, backward) only: its whole first layer acts on g."""
+        self.q1g_w = stack(lambda p: p.post_z.net[0].weight.T)
 
     def teacher(self, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.embed(power)
@@ -432,7 +434,7 @@ class StackedRVAE(StackedSRNN):
         h, e = self.teacher(power)
         z = self.encode(h, e, None, 0.0)
         h = torch.stack([p.dec_rnn(x)[0] for p, x in zip(self.priors, z)])
-        return torch.exp(self._log_variance(h, z[..., :0]))
+        return torch.exp(self._log_variance(h, z[..., :0]))  # the decoder MLP reads h_t alone
 
     def step(self, state, e_prev: torch.Tensor, z: torch.Tensor):
         h, c = self._cell(z, state)
