@@ -411,9 +411,13 @@ IO_TYPES = {"box_increment": BoxIncrementIO, "direct": DirectIO, "log_power": Lo
 # --------------------------------------------------------------------------------------------------------------
 
 
+SIZE_KEYS = ("x_dim", "z_dim", "h_dim", "dense_dim", "embed_dim")  # every model's sizes: positive integers
+
+
 class DVAE(nn.Module):
     """Base class. Subclasses set ``model_name``, ``DEFAULTS``, build their networks and implement
-    ``init_state``, ``step`` and ``_run`` (the teacher-forced pass over a whole sequence)."""
+    ``init_state``, ``_transition`` and ``_decode`` (behind ``step`` and ``advance``) and ``_run`` (the
+    teacher-forced pass over a whole sequence)."""
 
     model_name = "base"
     DEFAULTS: dict[str, Any] = {}
@@ -429,7 +433,7 @@ class DVAE(nn.Module):
         if config.get("model", self.model_name) != self.model_name:
             raise ValueError(f"config is for model {config['model']!r}, not {self.model_name!r}")
         config["model"] = self.model_name
-        for key in ("x_dim", "z_dim", "h_dim", "dense_dim", "embed_dim"):
+        for key in SIZE_KEYS:
             if not isinstance(config[key], int) or config[key] < 1:
                 raise ValueError(f"config[{key!r}] must be a positive integer, got {config[key]!r}")
         if config["param"] not in IO_TYPES:
@@ -452,6 +456,15 @@ class DVAE(nn.Module):
 
     def init_state(self, batch_size: int, device=None) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
+
+    def _sizes(self) -> tuple[int, int, int, int, int]:
+        """``x_dim, z_dim, h_dim, dense_dim, embed_dim`` of the config (:data:`SIZE_KEYS`)."""
+        return tuple(self.config[key] for key in SIZE_KEYS)
+
+    def _feature_embedding(self) -> nn.Sequential:
+        """``phi``, the embedding every model applies to its input features: ``io.feature_dim`` to ``embed_dim``,
+        a linear layer and tanh."""
+        return nn.Sequential(nn.Linear(self.io.feature_dim, self.config["embed_dim"]), nn.Tanh())
 
     def step(self, state, x_prev: torch.Tensor, z: torch.Tensor | None = None):
         """One generative step: ``(mean, var, new_state)`` of x_t given ``x_prev`` = x_{t-1} and the state."""

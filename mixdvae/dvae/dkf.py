@@ -25,8 +25,8 @@ class DKF(DVAE):
     def __init__(self, config: dict | None = None):
         super().__init__(config)
         cfg = self.config
-        x_dim, z_dim, h_dim, dense, embed = cfg["x_dim"], cfg["z_dim"], cfg["h_dim"], cfg["dense_dim"], cfg["embed_dim"]
-        self.embed_x = nn.Sequential(nn.Linear(self.io.feature_dim, embed), nn.Tanh())
+        x_dim, z_dim, h_dim, dense, embed = self._sizes()
+        self.embed_x = self._feature_embedding()
         self.gate = nn.Sequential(nn.Linear(z_dim + embed, dense), nn.Tanh(), nn.Linear(dense, z_dim), nn.Sigmoid())
         self.proposal = mlp(z_dim + embed, dense, z_dim)
         self.transition_var = GaussianHead(z_dim + embed, dense, z_dim, cfg["z_logvar_range"])

@@ -28,8 +28,8 @@ class RVAE(DVAE):
     def __init__(self, config: dict | None = None):
         super().__init__(config)
         cfg = self.config
-        x_dim, z_dim, h_dim, dense, embed = cfg["x_dim"], cfg["z_dim"], cfg["h_dim"], cfg["dense_dim"], cfg["embed_dim"]
-        self.embed_x = nn.Sequential(nn.Linear(self.io.feature_dim, embed), nn.Tanh())
+        x_dim, z_dim, h_dim, dense, embed = self._sizes()
+        self.embed_x = self._feature_embedding()
         self.enc_forward = nn.LSTM(embed, h_dim, batch_first=True)
         self.enc_backward = nn.LSTM(embed, h_dim, batch_first=True)
         self.post_z = GaussianHead(2 * h_dim, dense, z_dim, cfg["z_logvar_range"])

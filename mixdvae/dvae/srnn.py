@@ -25,9 +25,8 @@ class SRNN(DVAE):
     def __init__(self, config: dict | None = None):
         super().__init__(config)
         cfg = self.config
-        x_dim, z_dim, h_dim, dense, embed = cfg["x_dim"], cfg["z_dim"], cfg["h_dim"], cfg["dense_dim"], cfg["embed_dim"]
-        feat = self.io.feature_dim
-        self.embed_x = nn.Sequential(nn.Linear(feat, embed), nn.Tanh())
+        x_dim, z_dim, h_dim, dense, embed = self._sizes()
+        self.embed_x = self._feature_embedding()
         self.rnn = nn.LSTM(embed, h_dim, batch_first=True)
         self.prior_z = GaussianHead(h_dim + z_dim, dense, z_dim, cfg["z_logvar_range"])
         self.decoder = nn.Sequential(nn.Linear(h_dim + z_dim, dense), nn.Tanh(), nn.Linear(dense, 2 * x_dim))

@@ -13,7 +13,6 @@ Inference: ``q(z_t | x_t) = N(mu_q, diag v_q)(phi(x_t))``, one frame at a time. 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .base import DVAE, GaussianHead, mlp
 
@@ -24,8 +23,8 @@ class VAE(DVAE):
     def __init__(self, config: dict | None = None):
         super().__init__(config)
         cfg = self.config
-        x_dim, z_dim, dense, embed = cfg["x_dim"], cfg["z_dim"], cfg["dense_dim"], cfg["embed_dim"]
-        self.embed_x = nn.Sequential(nn.Linear(self.io.feature_dim, embed), nn.Tanh())
+        x_dim, z_dim, _, dense, embed = self._sizes()
+        self.embed_x = self._feature_embedding()
         self.post_z = GaussianHead(embed, dense, z_dim, cfg["z_logvar_range"])
         self.decoder = mlp(z_dim, dense, 2 * x_dim)
 

@@ -24,8 +24,8 @@ class VRNN(DVAE):
     def __init__(self, config: dict | None = None):
         super().__init__(config)
         cfg = self.config
-        x_dim, z_dim, h_dim, dense, embed = cfg["x_dim"], cfg["z_dim"], cfg["h_dim"], cfg["dense_dim"], cfg["embed_dim"]
-        self.embed_x = nn.Sequential(nn.Linear(self.io.feature_dim, embed), nn.Tanh())
+        x_dim, z_dim, h_dim, dense, embed = self._sizes()
+        self.embed_x = self._feature_embedding()
         self.embed_z = nn.Sequential(nn.Linear(z_dim, embed), nn.Tanh())
         self.rnn = nn.LSTMCell(2 * embed, h_dim)
         self.prior_z = GaussianHead(h_dim, dense, z_dim, cfg["z_logvar_range"])
