@@ -118,6 +118,7 @@ import numpy as np
 import torch
 
 from mixdvae.config import Range, validate_fields
+from mixdvae.dvae.base import soft_clamp
 from mixdvae.errors import ConfigError, DataNotFoundError, InputError, UsageError
 
 from . import nmf
@@ -348,11 +349,17 @@ class StackedSRNN:
             hidden = torch.tanh(pre[:, :, t] + torch.bmm(z_prev, self.q1z_w))
             mean, raw = torch.baddbmm(self.q2_b, hidden, self.q2_w).chunk(2, dim=-1)
             if noise is not None and scale > 0:
-                var = torch.exp(self.z_low + (self.z_high - self.z_low) * torch.sigmoid(raw))
+                var = self._z_variance(raw)
                 mean = mean + torch.sqrt(scale * var) * noise[:, :, t]
             z_prev = mean
             zs.append(mean)
         return torch.stack(zs, 2)
+
+    def _z_variance(self, raw: torch.Tensor) -> torch.Tensor:
+        """The posterior variance of z from the head's raw output (N, ..., Z): each prior's soft-clamped
+        log-variance (``GaussianHead``)."""
+        shape = (-1,) + (1,) * (raw.dim() - 1)
+        return torch.exp(soft_clamp(raw, self.z_low.reshape(shape), self.z_high.reshape(shape)))
 
     def reconstruct(self, power: torch.Tensor) -> torch.Tensor:
         """Variances v (N, B, T, F), model units, of the teacher-forced decoder on ``power`` with the posterior
@@ -427,8 +434,7 @@ class StackedRVAE(StackedSRNN):
         mean, raw = _lin(torch.tanh(_lin(g, self.q1g_w, self.q1_b)), self.q2_w, self.q2_b).chunk(2, dim=-1)
         if noise is None or scale <= 0:
             return mean
-        low, high = self.z_low.unsqueeze(-1), self.z_high.unsqueeze(-1)  # (N, 1, 1, 1)
-        return mean + torch.sqrt(scale * torch.exp(low + (high - low) * torch.sigmoid(raw))) * noise
+        return mean + torch.sqrt(scale * self._z_variance(raw)) * noise
 
     def reconstruct(self, power: torch.Tensor) -> torch.Tensor:
         h, e = self.teacher(power)
