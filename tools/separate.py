@@ -109,6 +109,9 @@ def parse_args(argv=None):
                     help="between passes, the rank of the NMF basis learned on a source's own estimate and added to "
                          "its class basis, one number for all sources or one per source (e.g. 0 32: adapt the "
                          f"instrument); 0: none (default {SeparateConfig.adapt})")
+    ap.add_argument("--refine", type=int, metavar="N",
+                    help=f"reconstruction passes after the VEM: each prior re-predicts its source from the whole "
+                         f"estimate and the masks are recomputed; 0: none (default {SeparateConfig.refine})")
     ap.add_argument("--segment", type=int, help=f"frames per segment, 0 = whole signal "
                                                 f"(default {SeparateConfig.segment})")
     add_audio_run_options(ap, "separate the shipped speech + flute example")
@@ -142,7 +145,7 @@ def parse_args(argv=None):
 def config_from(args) -> SeparateConfig:
     """The separation config: the defaults with the options given on the command line."""
     keys = ("init", "iterations", "sampling", "mixture", "assignment", "average", "output", "mask_exponent", "rho",
-            "update_rho", "equalise", "passes", "adapt", "segment", "seed")
+            "update_rho", "equalise", "passes", "adapt", "refine", "segment", "seed")
     return SeparateConfig(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
 
 
