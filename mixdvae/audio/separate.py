@@ -94,6 +94,7 @@ only, 10 rounds (``equalise=(0, 10)``), 15.20 there and 9.25 against 6.20 on flu
 (TimGM6mb, csound GM bank: the speech equaliser absorbs the flute's unmodelled harmonics), but lower on the test
 set's MuseScore flute (15.89 against 16.58; README): an option, not the default. The RVAE speech prior
 (``CLASS_PRIORS``) with these settings: 15.43 against the DKF's 15.03 (every run higher).
+One refinement pass (``refine=1``, below): 16.08 against 15.43 (every run higher; two passes 15.95).
 Every figure below was measured with the paper's start (and rho 0.03). With
 the posterior-mean mask: the mean-field E-W, last iteration (the first default) 9.01 / 5.19 dB; marginal E-W 9.62 /
 6.05 (2 iterations: 9.06 / 5.28, 10: 9.61 / 5.74; rho 0.01: 8.82 / 6.67, 0.1: 8.58 / 2.10; tempered draws 8.83 /
