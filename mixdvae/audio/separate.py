@@ -52,7 +52,7 @@ Convergence record: the negative log-likelihood of the mixture per bin under the
 up to ``log pi``.
 
 Refinement (``refine`` passes, after the VEM): each prior reconstructs its source from the whole output estimate's
-spectrogram (teacher-forced, its encoder's mean: :func:`reconstruction_mask`), equalised from e = 1 as the VEM
+spectrogram (teacher-forced, its encoder's mean: :func:`reconstruction_masks`), equalised from e = 1 as the VEM
 equalises (``equalise`` rounds per iteration), and the output mask is recomputed from these variances with the
 marginal assignment. The roll drives each decoder with random draws; the reconstruction reads the finished
 estimate (over the same segments). The same step fed the true sources instead of the estimates is the priors' own bound
@@ -854,23 +854,28 @@ def reconstruction_mask(power: torch.Tensor, P: torch.Tensor, scale: torch.Tenso
 
 def _refined_masks(specs, masks, lengths, scales, bank: SourceBank, config: SeparateConfig, device,
                    setting: STFT) -> list[torch.Tensor]:
-    """Refinement (``config.refine`` passes): each mixture's masks (N, T_i, F) replaced by
-    :func:`reconstruction_mask` of the power of its current estimates' spectrograms, over the VEM's segments (the
-    priors were trained on 50-frame sequences) cross-faded back. The estimates' own STFT after the inverse STFT to
-    ``lengths[i]`` samples, not ``|m^n x|^2``: its masked-out bins fall far below anything the priors were trained
+    """Refinement (``config.refine`` passes): each mixture's masks (N, T_i, F) replaced by the
+    :func:`reconstruction_masks` of its current estimates' spectrograms: their own STFT after the inverse STFT to
+    ``lengths[i]`` samples, not ``|m^n x|^2``, whose masked-out bins fall far below anything the priors were trained
     on (on validation mixtures the refinement then lost 2-3 dB)."""
     for _ in range(config.refine):
         estimates = [setting(setting.inverse(mask * spec, n)) for mask, spec, n in zip(masks, specs, lengths)]
-        powers = [e.real**2 + e.imag**2 for e in estimates]  # (N, T_i, F) each
-        out = _CrossFade(specs, len(bank.order))
-        with torch.no_grad():
-            for length, batch in _segment_batches(specs, config):
-                X = torch.stack([specs[i][first : first + length] for i, first in batch]).to(device)
-                power = torch.stack([powers[i][:, first : first + length] for i, first in batch], 1).to(device)
-                scale = scales[[i for i, _ in batch]].T.to(device)  # (N, B)
-                out.add(batch, length, reconstruction_mask(power, X.real**2 + X.imag**2, scale, bank, config))
-        masks = out.result()
+        masks = reconstruction_masks(specs, [e.real**2 + e.imag**2 for e in estimates], scales, bank, config, device)
     return masks
+
+
+def reconstruction_masks(specs, powers, scales, bank: SourceBank, config: SeparateConfig, device) -> list[torch.Tensor]:
+    """Per mixture spectrogram ``specs[i]`` (T_i, F), the :func:`reconstruction_mask` (N, T_i, F) of the source powers
+    ``powers[i]`` (N, T_i, F), mixture units, over the VEM's segments (the priors were trained on 50-frame sequences)
+    cross-faded back; ``scales`` (M, N): mixture to prior units."""
+    out = _CrossFade(specs, len(bank.order))
+    with torch.no_grad():
+        for length, batch in _segment_batches(specs, config):
+            X = torch.stack([specs[i][first : first + length] for i, first in batch]).to(device)
+            power = torch.stack([powers[i][:, first : first + length] for i, first in batch], 1).to(device)
+            scale = scales[[i for i, _ in batch]].T.to(device)  # (N, B)
+            out.add(batch, length, reconstruction_mask(power, X.real**2 + X.imag**2, scale, bank, config))
+    return out.result()
 
 
 def _adapted_bases(stacked, adapt: tuple, specs, masks, config: SeparateConfig):
@@ -985,21 +990,19 @@ def exact_inference_separate(mixture: np.ndarray, references: np.ndarray, priors
                              config: SeparateConfig | None = None, device="cpu", setting: STFT = DEFAULT_STFT
                              ) -> np.ndarray:
     """MixDVAE's output with exact inference: the bound that the priors themselves set, as the oracle masks bound
-    any mask. The refinement step (:func:`reconstruction_mask`, whole signal) fed the true sources ``references``
-    (N, n_samples) instead of the estimates: each source's prior variance its prior's teacher-forced reconstruction
-    of the true source, equalised as the VEM equalises, then the assignment and output mask of ``config``. What this
-    loses to the oracle ratio mask is the priors' error (timbre, model), not the inference's. Returns the estimates
-    (N, n_samples) float32."""
+    any mask. The refinement step (:func:`reconstruction_masks`, over the VEM's segments) fed the true sources
+    ``references`` (N, n_samples) instead of the estimates: each source's prior variance its prior's teacher-forced
+    reconstruction of the true source, equalised as the VEM equalises, then the assignment and output mask of
+    ``config``. What this loses to the oracle ratio mask is the priors' error (timbre, model), not the inference's.
+    Returns the estimates (N, n_samples) float32."""
     config = config or SeparateConfig()
     bank = SourceBank(priors, torch.device(device))
     wave = np.asarray(mixture, dtype=np.float32)
-    X = setting(torch.from_numpy(wave)).to(device)  # (T, F)
-    S = setting(torch.from_numpy(np.ascontiguousarray(references, dtype=np.float32))).to(device)  # (N, T, F)
-    scale = _level_scales(wave, X, bank.reference_log_power(), config).to(device).reshape(-1, 1)  # (N, 1)
-    with torch.no_grad():
-        mask = reconstruction_mask((S.real**2 + S.imag**2).unsqueeze(1), (X.real**2 + X.imag**2).unsqueeze(0),
-                                   scale, bank, config)[:, 0]
-    return setting.inverse((mask * X).cpu(), len(wave)).numpy().astype(np.float32)
+    X = setting(torch.from_numpy(wave))  # (T, F)
+    S = setting(torch.from_numpy(np.ascontiguousarray(references, dtype=np.float32)))  # (N, T, F)
+    scale = _level_scales(wave, X, bank.reference_log_power().cpu(), config).reshape(1, -1)  # (1, N)
+    mask = reconstruction_masks([X], [S.real**2 + S.imag**2], scale, bank, config, device)[0]
+    return setting.inverse(mask * X, len(wave)).numpy().astype(np.float32)
 
 
 def _bounds(ranks: Sequence[int]) -> list[tuple[int, int]]:
