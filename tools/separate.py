@@ -110,7 +110,7 @@ def parse_args(argv=None):
                          "its class basis, one number for all sources or one per source (e.g. 0 32: adapt the "
                          f"instrument); 0: none (default {SeparateConfig.adapt})")
     ap.add_argument("--refine", type=int, metavar="N",
-                    help=f"reconstruction passes after the VEM: each prior re-predicts its source from the whole "
+                    help=f"reconstruction passes after the VEM: each prior re-predicts its source from the finished "
                          f"estimate and the masks are recomputed; 0: none (default {SeparateConfig.refine})")
     ap.add_argument("--segment", type=int, help=f"frames per segment, 0 = whole signal "
                                                 f"(default {SeparateConfig.segment})")

@@ -51,7 +51,7 @@ Convergence record: the negative log-likelihood of the mixture per bin under the
 (``cost``): ``-log sum_n N_c(x; 0, v^n + v_x) / N`` (per_bin) or ``-log N_c(x; 0, sum_n v^n + v_x)`` (additive),
 up to ``log pi``.
 
-Refinement (``refine`` passes, after the VEM): each prior reconstructs its source from the whole output estimate's
+Refinement (``refine`` passes, after the VEM): each prior reconstructs its source from the output estimate's
 spectrogram (teacher-forced, its encoder's mean: :func:`reconstruction_masks`), equalised from e = 1 as the VEM
 equalises (``equalise`` rounds per iteration), and the output mask is recomputed from these variances with the
 marginal assignment. The roll drives each decoder with random draws; the reconstruction reads the finished
@@ -174,7 +174,7 @@ class SeparateConfig:
     # start follows a timbre its class basis and prior never heard (one rank for every source, or one per source)
     passes: int = 1
     adapt: int | tuple[int, ...] = 0
-    # reconstruction passes after the VEM (0: none): each prior re-predicts its source from the whole output estimate,
+    # reconstruction passes after the VEM (0: none): each prior re-predicts its source from the finished estimate,
     # teacher-forced (module docstring, "Refinement")
     refine: int = 1
 
