@@ -602,7 +602,7 @@ def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig,
     N = bank.n_sources
     P = X.real**2 + X.imag**2  # (B, T, F)
     B, T, F = P.shape
-    floor = config.floor * P.mean((1, 2)).clamp(min=1e-30).reshape(B, 1, 1)
+    floor = power_floor(P, config)
     P_floor = P.clamp(min=floor)
     rho = torch.full((B, 1, 1), config.rho, device=P.device)
     c = scale.reshape(N, B, 1, 1)
@@ -638,6 +638,12 @@ def separate_segments(X: torch.Tensor, bank: SourceBank, config: SeparateConfig,
             if iteration >= config.iterations - config.average:
                 a_sum = a_sum + output_mask(a, eta, v, P, vx, config)
     return a_sum / min(config.average, config.iterations), torch.stack(costs), rho.reshape(B)
+
+
+def power_floor(P: torch.Tensor, config: SeparateConfig) -> torch.Tensor:
+    """The power floor (B, 1, 1) of segments ``P = |x|^2`` (B, T, F): ``config.floor`` times each one's mean power
+    (``v_x = rho |x|^2`` is computed from the floored power, so no bin's noise variance is 0)."""
+    return config.floor * P.mean((1, 2), keepdim=True).clamp(min=1e-30)
 
 
 def _power_ratio(power: torch.Tensor, exponent: float) -> torch.Tensor:
@@ -843,7 +849,7 @@ def reconstruction_mask(power: torch.Tensor, P: torch.Tensor, scale: torch.Tenso
     (``config.equalise`` rounds per iteration, from e = 1), then the assignment and output mask of ``config``, with
     v_x = rho |x|^2. ``P = |x|^2`` (B, T, F); ``scale`` (N, B): mixture to prior units."""
     c = scale.reshape(*scale.shape, 1, 1)
-    vx = config.rho * P.clamp(min=config.floor * P.mean((1, 2), keepdim=True).clamp(min=1e-30))
+    vx = config.rho * P.clamp(min=power_floor(P, config))
     v = bank.reconstruct(power * c) / c  # mixture units
     rounds = [r * config.iterations for r in config.per_source("equalise", len(v))]
     v = m_equaliser(v, torch.ones_like(v[:, :, :1]), P, vx, config.mixture, rounds) * v
@@ -998,7 +1004,7 @@ def exact_inference_separate(mixture: np.ndarray, references: np.ndarray, priors
     Returns the estimates (N, n_samples) float32."""
     config = config or SeparateConfig()
     bank = SourceBank(priors, torch.device(device))
-    wave = np.asarray(mixture, dtype=np.float32)
+    wave = np.ascontiguousarray(mixture, dtype=np.float32)
     X = setting(torch.from_numpy(wave))  # (T, F)
     S = setting(torch.from_numpy(np.ascontiguousarray(references, dtype=np.float32)))  # (N, T, F)
     scale = _level_scales(wave, X, bank.reference_log_power().cpu(), config).reshape(1, -1)  # (1, N)
