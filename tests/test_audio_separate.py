@@ -137,10 +137,23 @@ def test_config_is_validated():
                 {"segment": 10, "overlap": 10}, {"temperature": 2.0}, {"unknown": 1}, {"average": 0},
                 {"assignment": "hard"}, {"output": "mask"}, {"output": []}, {"output": ["posterior", "mask"]},
                 {"mask_exponent": 0.0}, {"equalise": -1}, {"equalise": (0, -2)}, {"passes": 0}, {"adapt": -1},
-                {"passes": 2}, {"passes": 2, "adapt": (0, 0)}, {"passes": 2, "adapt": 8, "init": "reconstruction"}):
+                {"passes": 2}, {"passes": 2, "adapt": (0, 0)}, {"passes": 2, "adapt": 8, "init": "reconstruction"},
+                {"output": "assignment"}, {"mask_exponent": 2.0}, {"assignment": "mean_field", "mixture": "additive"}):
         with pytest.raises((ConfigError, TypeError)):
             SeparateConfig(**bad)
-    assert SeparateConfig(output=["posterior", "assignment"]).output == ("posterior", "assignment")
+    per_bin = SeparateConfig(mixture="per_bin", output=["posterior", "assignment"])
+    assert per_bin.output == ("posterior", "assignment")
+
+
+def test_rho_defaults_to_the_mixture_models_own_and_per_bin_settings_name_their_mixture():
+    """Each mixture model gets the rho measured best for it unless one is given; the per_bin assignment and mask
+    settings are refused with the additive mixture (they would be ignored), naming the keys."""
+    assert SeparateConfig().mixture == "additive"
+    assert SeparateConfig().rho == SeparateConfig.RHO["additive"] != SeparateConfig.RHO["per_bin"]
+    assert SeparateConfig(mixture="per_bin").rho == SeparateConfig.RHO["per_bin"]
+    assert SeparateConfig(mixture="per_bin", rho=0.1).rho == SeparateConfig(rho=0.1).rho == 0.1
+    with pytest.raises(ConfigError, match="output, mask_exponent act on the per_bin mixture only"):
+        SeparateConfig(output="posterior", mask_exponent=2.0)
 
 
 def test_output_masks_one_for_all_or_one_per_source():
@@ -149,14 +162,17 @@ def test_output_masks_one_for_all_or_one_per_source():
     v, P, vx = torch.rand(3, 4, 7, generator=gen), torch.rand(4, 7, generator=gen), torch.rand(4, 7, generator=gen)
     power = posterior_power(v, eta, P, vx)
     masks = (a, eta, v, P, vx)
-    torch.testing.assert_close(output_mask(*masks, SeparateConfig(output="assignment")), eta)
-    torch.testing.assert_close(output_mask(*masks, SeparateConfig(output="posterior")), a)
-    torch.testing.assert_close(output_mask(*masks, SeparateConfig()), power / power.sum(0))  # k = 1, the plain ratio
-    sharp = SeparateConfig(mask_exponent=2.0)
+    def per_bin(**settings):
+        return SeparateConfig(mixture="per_bin", **settings)
+
+    torch.testing.assert_close(output_mask(*masks, per_bin(output="assignment")), eta)
+    torch.testing.assert_close(output_mask(*masks, per_bin(output="posterior")), a)
+    torch.testing.assert_close(output_mask(*masks, per_bin()), power / power.sum(0))  # k = 1, the plain ratio
+    sharp = per_bin(mask_exponent=2.0)
     torch.testing.assert_close(output_mask(*masks, sharp), power**2 / (power**2).sum(0))
-    mixed = output_mask(*masks, SeparateConfig(output=("posterior", "assignment", "power"), mask_exponent=1.0))
+    mixed = output_mask(*masks, per_bin(output=("posterior", "assignment", "power"), mask_exponent=1.0))
     torch.testing.assert_close(mixed, torch.stack([a[0], eta[1], (power / power.sum(0))[2]]))
-    torch.testing.assert_close(output_mask(*masks, SeparateConfig(mixture="additive", output="assignment")), a)
+    torch.testing.assert_close(output_mask(*masks, SeparateConfig(mixture="additive")), a)  # the Wiener gain
 
 
 def test_posterior_power_equals_the_moments_of_the_exact_posterior_on_one_bin():
@@ -182,7 +198,7 @@ def test_posterior_power_equals_the_moments_of_the_exact_posterior_on_one_bin():
 def test_one_output_mask_per_source_is_checked_against_the_priors():
     with pytest.raises(ConfigError, match="3 mask"):
         separate(_mixtures(1, 0.1, 1), [tiny_srnn(65, 1), tiny_srnn(65, 2)],
-                 SeparateConfig(output=("posterior",) * 3), setting=SMALL, bases=tiny_bases(65, 0))
+                 SeparateConfig(mixture="per_bin", output=("posterior",) * 3), setting=SMALL, bases=tiny_bases(65, 0))
     with pytest.raises(ConfigError, match="equalise names 3"):
         separate(_mixtures(1, 0.1, 1), [tiny_srnn(65, 1), tiny_srnn(65, 2)],
                  SeparateConfig(equalise=(0, 1, 1)), setting=SMALL, bases=tiny_bases(65, 0))
@@ -387,11 +403,13 @@ def test_synthetic_two_source_separation_improves_si_sdr(tmp_path):
     assert min(si_sdr(irm[n], refs[n]) for n in range(2)) > 10.0
 
 
-def test_bound_and_refinement_follow_the_sources_they_are_given(tmp_path):
+@pytest.mark.parametrize("mixture_model", ["additive", "per_bin"])
+def test_bound_and_refinement_follow_the_sources_they_are_given(tmp_path, mixture_model):
     """Two sources of one class (one prior for both), one in each half: nothing in the mixture tells them apart, so
     only what the priors reconstruct from can. The bound, from the references, and the refinement, from an estimate
-    (the ideal ratio mask blurred by noise), separate them; given them swapped, they swap the sources (from the
-    mixture alone both masks would be 1/2)."""
+    (the ideal ratio mask blurred by noise), separate them (more than 2 dB over the mixture for each: 2.6-4.0 dB with
+    the additive mixture's Wiener gain, 4.0-5.6 dB with the per-bin power ratio); given them swapped, they swap the
+    sources (from the mixture alone both masks would be 1/2: no gain)."""
     bands = trained_prior(noise_bands, tmp_path, "bands")
     first, second = noise_bands(0.6, seed=21), noise_bands(0.6, seed=22)
     half = len(first) // 2
@@ -402,7 +420,7 @@ def test_bound_and_refinement_follow_the_sources_they_are_given(tmp_path):
     irm = S.abs().square() / S.abs().square().sum(0).clamp(min=1e-20)
     estimate = 0.7 * irm + 0.3 * torch.rand(irm.shape, generator=torch.Generator().manual_seed(0))
     estimate = estimate / estimate.sum(0)
-    bank, config = SourceBank([bands, bands], "cpu"), SeparateConfig()
+    bank, config = SourceBank([bands, bands], "cpu"), SeparateConfig(mixture=mixture_model)
     scale = _level_scales(mixture, X, bank.reference_log_power(), config).reshape(1, 2)  # (mixtures, sources)
     for order, sign in (([0, 1], 1), ([1, 0], -1)):
         bound = exact_inference_separate(mixture, refs[order], [bands, bands], config, setting=SMALL)
@@ -410,7 +428,7 @@ def test_bound_and_refinement_follow_the_sources_they_are_given(tmp_path):
         refined = SMALL.inverse(mask * X, len(mixture)).numpy()
         for output in (bound, refined):
             gains = [sign * (si_sdr(output[n], refs[n]) - si_sdr(mixture, refs[n])) for n in range(2)]
-            assert min(gains) > 4.0, (sign, gains)
+            assert min(gains) > 2.0, (sign, gains)
 
 
 def test_refinement_pulls_a_noisy_estimate_back_to_the_priors_sources(tmp_path):
@@ -514,8 +532,8 @@ def test_separate_tool_one_mask_per_source(tool_files):
     for name, masks in (("eta", ["assignment"]), ("a", ["posterior"]), ("mixed", ["posterior", "assignment"]),
                         ("power", ["power"]), ("power_eta", ["power", "assignment"])):
         out = tool_files / f"out_{name}"
-        assert run_tool(tool_files, str(tool_files / "mix.wav"), "--output", *masks, "--refine", "0",
-                        "--out", str(out)) == 0
+        assert run_tool(tool_files, str(tool_files / "mix.wav"), "--mixture", "per_bin", "--output", *masks,
+                        "--refine", "0", "--out", str(out)) == 0
         runs[name] = {label: soundfile.read(out / f"mix_{label}.wav")[0] for label in ("tones", "bands")}
     assert not np.allclose(runs["a"]["tones"], runs["eta"]["tones"], atol=1e-4)
     np.testing.assert_allclose(runs["mixed"]["tones"], runs["a"]["tones"], atol=1e-6)

@@ -131,8 +131,9 @@ def test_vem_trackers_show_progress(data_root, capsys):
 def test_set_overrides_of_a_settings_dataclass():
     """``--set KEY=VALUE`` of the audio benchmarks: later overrides win, YAML values are typed, and a key that is not
     a field (or a nested one) is a usage error naming it and the valid keys."""
-    overrides = [parse_override("rho=0.05"), parse_override("output=posterior"), parse_override("rho=0.1")]
-    assert dataclass_overrides(SeparateConfig, overrides) == {"rho": 0.1, "output": "posterior"}
+    overrides = [parse_override("rho=0.05"), parse_override("output=posterior"), parse_override("rho=0.1"),
+                 parse_override("mixture=per_bin")]
+    assert dataclass_overrides(SeparateConfig, overrides) == {"rho": 0.1, "output": "posterior", "mixture": "per_bin"}
     assert SeparateConfig(**dataclass_overrides(SeparateConfig, overrides)).rho == 0.1
     for bad in ("rhoo=1", "rho.x=1"):
         with pytest.raises(UsageError, match=r"--set rho.*not a SeparateConfig setting.*average"):

@@ -75,18 +75,19 @@ VARIANTS = {
     "default": {},
     # the paper's start (every source starts as the mixture) with the settings measured best for it (the defaults
     # before the NMF start)
-    "reconstruction": {"init": "reconstruction", "rho": 0.03, "iterations": 5, "average": 3, "equalise": 0,
-                       "output": "assignment"},
+    "reconstruction": {"init": "reconstruction", "mixture": "per_bin", "rho": 0.03, "iterations": 5, "average": 3,
+                       "equalise": 0, "output": "assignment"},
     "research": {"sampling": "gaussian", "mixture": "per_bin", "assignment": "mean_field", "update_rho": False,
                  "rho": 0.03, "iterations": 70, "average": 1, "output": "posterior", "equalise": 0},
-    "mean_field": {"assignment": "mean_field", "average": 1, "output": "posterior"},  # the paper's E-W and output
-    "posterior": {"output": "posterior"},  # the posterior-mean gain a as the output mask
-    "assignment": {"output": "assignment"},  # the assignment eta as the output mask (the default before "power")
-    "per_source": {"output": ["posterior", "assignment"]},  # speech: a, flute: eta
+    # the per_bin mixture's other E-W and output masks (module docstring of mixdvae.audio.separate)
+    "mean_field": {"mixture": "per_bin", "assignment": "mean_field", "average": 1, "output": "posterior"},  # paper's
+    "posterior": {"mixture": "per_bin", "output": "posterior"},  # the posterior-mean gain a
+    "assignment": {"mixture": "per_bin", "output": "assignment"},  # the assignment eta (the default before "power")
+    "per_source": {"mixture": "per_bin", "output": ["posterior", "assignment"]},  # speech: a, flute: eta
     "gaussian": {"sampling": "gaussian"},
     "mean": {"sampling": "mean"},
     "tempered": {"sampling": "tempered"},
-    "per_bin": {"mixture": "per_bin"},
+    "per_bin": {"mixture": "per_bin"},  # the paper's per-bin assignment (the default before the additive mixture)
     "additive": {"mixture": "additive"},
     "fixed_rho": {"update_rho": False},
     "update_rho": {"update_rho": True},

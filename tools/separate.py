@@ -82,21 +82,24 @@ def parse_args(argv=None):
     ap.add_argument("--iterations", type=int, help=f"VEM iterations (default {SeparateConfig.iterations})")
     ap.add_argument("--sampling", choices=("gaussian", "mean", "tempered"),
                     help=f"draws of the VEM (default {SeparateConfig.sampling})")
-    ap.add_argument("--mixture", choices=("per_bin", "additive"),
-                    help=f"mixture model (default {SeparateConfig.mixture})")
+    ap.add_argument("--mixture", choices=("additive", "per_bin"),
+                    help=f"mixture model: sources that add (each bin split by the Wiener gain of the sources' "
+                         f"variances) or the paper's per-bin assignment (default {SeparateConfig.mixture}); "
+                         f"--assignment, --output and --mask-exponent need per_bin")
     ap.add_argument("--assignment", choices=("marginal", "mean_field"),
-                    help=f"per_bin E-W: p(w | x, v) at each step, or the paper's mean-field update "
+                    help=f"per_bin mixture's E-W: p(w | x, v) at each step, or the paper's mean-field update "
                          f"(default {SeparateConfig.assignment})")
     ap.add_argument("--output", choices=("power", "assignment", "posterior"), nargs="+",
-                    help=f"per_bin output mask, one for all sources or one per source: the ratio of the sources' "
-                         f"posterior powers or the assignment eta (both sum to 1 over sources), or the "
+                    help=f"per_bin mixture's output mask, one for all sources or one per source: the ratio of the "
+                         f"sources' posterior powers or the assignment eta (both sum to 1 over sources), or the "
                          f"posterior-mean gain a (default {SeparateConfig.output})")
     ap.add_argument("--mask-exponent", type=float, metavar="K",
-                    help=f"the power mask: posterior powers raised to K before their ratio (default "
+                    help=f"per_bin mixture's power mask: posterior powers raised to K before their ratio (default "
                          f"{SeparateConfig.mask_exponent})")
     ap.add_argument("--average", type=int, help=f"output gains averaged over the last N iterations "
                                                 f"(default {SeparateConfig.average})")
-    ap.add_argument("--rho", type=float, help=f"v_x = rho |x|^2 (default {SeparateConfig.rho})")
+    ap.add_argument("--rho", type=float, help=f"v_x = rho |x|^2 (default: {SeparateConfig.RHO['additive']} for the "
+                                              f"additive mixture, {SeparateConfig.RHO['per_bin']} for per_bin)")
     ap.add_argument("--update-rho", action="store_true", default=None, help="re-estimate rho (M-step)")
     ap.add_argument("--equalise", type=int, nargs="+", metavar="ROUNDS",
                     help=f"EM rounds per iteration of a source's per-bin gain (a timbre its prior never heard), one "

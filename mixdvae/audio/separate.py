@@ -7,7 +7,8 @@ DKF's decoder reads z^n_t only, so it has no h^n; an RVAE's h^n runs over z^n_1.
     s^n ~ DVAE_n (complex Gaussian, variance v^n_ft = exp(dec_n(h^n_t, z^n_t)), h^n driven by |s^n_{t-1}|^2)
     per_bin  (the paper): w_ft ~ uniform over sources,  x_ft | w_ft = n ~ N_c(s^n_ft, v_x,ft)
     additive:             x_ft = sum_n s^n_ft + e_ft,   e_ft ~ N_c(0, v_x,ft)
-    v_x,ft = rho * |x_ft|^2   (rho fixed, or re-estimated by an M-step)
+    v_x,ft = rho * |x_ft|^2   (rho fixed, by default the one measured best for the mixture model, or re-estimated
+                               by an M-step)
     source n's variance is e^n_f v^n_ft: a per-bin equaliser e^n (per segment, 1 at the start) for a timbre or
     channel its prior never heard (``equalise``: EM rounds after each roll; 0 keeps e = 1)
 
@@ -96,6 +97,12 @@ set's MuseScore flute (15.89 against 16.58; README): an option, not the default.
 (``CLASS_PRIORS``) with these settings: 15.43 against the DKF's 15.03 (every run higher).
 One refinement pass (``refine=1``, below): 16.08 against 15.43 (every run higher; two passes 15.95). With it, the mask
 exponent 0.75 / 1 / 1.5 / 2 / 3: 15.94 / 16.16 / 16.14 / 16.08 / 15.97, so k = 1; 2 / 4 iterations 16.04 / 16.06.
+With the refinement the additive mixture (its output the Wiener gain a^n) overtook the per-bin model, which is
+therefore no longer the default: 16.24 at rho 0.02 against per_bin's 16.16 (three runs of four higher), and better at
+smaller rho, where per_bin loses (its first two runs at 0.005: 17.04 against 17.19 at 0.02): rho 0.005 / 0.002 16.38 /
+16.40 (every run above per_bin's), 0.001 equal to 0.002 on the first two runs; 0.005, the largest value of that flat
+stretch, is the default (``RHO``). With it (first two runs, mean 17.50): no refinement 16.75, two passes 17.53; 2 / 5
+iterations 17.47 / 17.40; equaliser rounds 0 / 3 17.00 / 17.54: the other defaults stay.
 Every figure below was measured with the paper's start (and rho 0.03). With
 the posterior-mean mask: the mean-field E-W, last iteration (the first default) 9.01 / 5.19 dB; marginal E-W 9.62 /
 6.05 (2 iterations: 9.06 / 5.28, 10: 9.61 / 5.74; rho 0.01: 8.82 / 6.67, 0.1: 8.58 / 2.10; tempered draws 8.83 /
@@ -119,7 +126,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -148,11 +155,12 @@ class SeparateConfig:
 
     init: Literal["nmf", "reconstruction"] = "nmf"  # start: NMF's source powers (needs bases), or the paper's
     iterations: int = 3  # VEM iterations (E-Z, E-S, E-W, M); the research code runs 70 (measured worse here)
-    rho: float = 0.02  # v_x = rho |x|^2 (the research code: 0.03, measured best with init="reconstruction")
+    rho: float | None = None  # v_x = rho |x|^2; None: RHO[mixture] (the research code: 0.03)
     update_rho: bool = False  # re-estimate rho (per segment) in an M-step
     sampling: Literal["gaussian", "mean", "tempered"] = "gaussian"  # draws of z and s~ (see the module docstring)
     temperature: float = 0.25  # variance factor of the "tempered" draws
-    mixture: Literal["per_bin", "additive"] = "per_bin"  # the paper's per-bin assignment, or sources that add
+    mixture: Literal["additive", "per_bin"] = "additive"  # sources that add (a Wiener split), or the paper's per-bin
+    # assignment (the defaults' choice: module docstring, "Defaults")
     assignment: Literal["marginal", "mean_field"] = "marginal"  # per_bin E-W: p(w | x, v) at each step, or the paper's
     average: int = 3  # the output mask is the mean over the last `average` iterations (their draws; 3: all)
     output: OutputMode | tuple[OutputMode, ...] = "power"  # per_bin output mask (module docstring); or one per source
@@ -187,9 +195,23 @@ class SeparateConfig:
         "passes": Range(1, 100), "adapt": Range(0, 1024), "refine": Range(0, 100),
     }
 
+    # rho measured best for each mixture model (module docstring), the default when ``rho`` is None
+    RHO: ClassVar[dict] = {"additive": 0.005, "per_bin": 0.02}
+    # settings of the per_bin mixture's assignment and mask: the additive mixture's mask is its Wiener gain
+    PER_BIN_ONLY: ClassVar[tuple] = ("assignment", "output", "mask_exponent")
+
     def __post_init__(self):
-        """Validate every field (:class:`~mixdvae.errors.ConfigError` naming the key)."""
+        """Validate every field (:class:`~mixdvae.errors.ConfigError` naming the key) and resolve ``rho``."""
         validate_fields(self, "separate config")
+        if self.rho is None:
+            self.rho = self.RHO[self.mixture]
+        if self.mixture == "additive":
+            changed = [f.name for f in fields(self)
+                       if f.name in self.PER_BIN_ONLY and getattr(self, f.name) != f.default]
+            if changed:
+                verb = "acts" if len(changed) == 1 else "act"
+                raise ConfigError(f"separate config: {', '.join(changed)} {verb} on the per_bin mixture only (the "
+                                  f"additive mixture's mask is its Wiener gain): set mixture to per_bin as well")
         if self.segment and self.overlap >= self.segment:
             raise ConfigError(f"separate config: overlap ({self.overlap}) must be smaller than segment "
                               f"({self.segment})")
