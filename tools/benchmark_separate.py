@@ -26,7 +26,7 @@ paper's start).
 Examples:
     python tools/benchmark_separate.py                                      # srnn_flute (FluidR3) vs MuseScore
     python tools/benchmark_separate.py --flute-prior runs/prior_flute_musescore/srnn.pt
-    python tools/benchmark_separate.py --split val --variants default mean additive --json val.json
+    python tools/benchmark_separate.py --split val --variants default mean per_bin --json val.json
     python tools/benchmark_separate.py --split val --flute-folder data/flute_extra --flute-files 'csound_*.flac'
     python tools/benchmark_separate.py --speech-nmf-rank 64        # a speech basis of another rank, learned first
     python tools/benchmark_separate.py --ship-nmf      # learn data/priors/nmf_flute.pt from srnn_flute's data
