@@ -403,13 +403,13 @@ def test_synthetic_two_source_separation_improves_si_sdr(tmp_path):
     assert min(si_sdr(irm[n], refs[n]) for n in range(2)) > 10.0
 
 
-@pytest.mark.parametrize("mixture_model", ["additive", "per_bin"])
-def test_bound_and_refinement_follow_the_sources_they_are_given(tmp_path, mixture_model):
+@pytest.mark.parametrize(("mixture_model", "least_gain"), [("additive", 2.0), ("per_bin", 4.0)])
+def test_bound_and_refinement_follow_the_sources_they_are_given(tmp_path, mixture_model, least_gain):
     """Two sources of one class (one prior for both), one in each half: nothing in the mixture tells them apart, so
     only what the priors reconstruct from can. The bound, from the references, and the refinement, from an estimate
-    (the ideal ratio mask blurred by noise), separate them (more than 2 dB over the mixture for each: 2.6-4.0 dB with
-    the additive mixture's Wiener gain, 4.0-5.6 dB with the per-bin power ratio); given them swapped, they swap the
-    sources (from the mixture alone both masks would be 1/2: no gain)."""
+    (the ideal ratio mask blurred by noise), separate them (over the mixture, each source gains more than 2 dB with
+    the additive mixture's Wiener gain, measured 2.6-4.0, and more than 4 dB with the per-bin power ratio, measured
+    4.0-5.6); given them swapped, they swap the sources (from the mixture alone both masks would be 1/2: no gain)."""
     bands = trained_prior(noise_bands, tmp_path, "bands")
     first, second = noise_bands(0.6, seed=21), noise_bands(0.6, seed=22)
     half = len(first) // 2
@@ -428,7 +428,7 @@ def test_bound_and_refinement_follow_the_sources_they_are_given(tmp_path, mixtur
         refined = SMALL.inverse(mask * X, len(mixture)).numpy()
         for output in (bound, refined):
             gains = [sign * (si_sdr(output[n], refs[n]) - si_sdr(mixture, refs[n])) for n in range(2)]
-            assert min(gains) > 2.0, (sign, gains)
+            assert min(gains) > least_gain, (sign, gains)
 
 
 def test_refinement_pulls_a_noisy_estimate_back_to_the_priors_sources(tmp_path):
